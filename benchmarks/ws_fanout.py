@@ -1,0 +1,245 @@
+"""Fan-out of one WebSocket target process to many subscribers on loopback.
+
+Starts ``wirelab targets serve ws`` (memory feed) once per publish rate, connects
+``--clients`` live-only subscribers from this process, and measures over a window:
+
+* events/s delivered to all clients together, against published/s x clients expected;
+* the target's CPU% and this client's CPU% (psutil; 100% = one core);
+* delivery lag (receive time - event ts) sampled on the last event of each socket read;
+* gaps: per client, events received must equal last seq - subscribed since.
+
+The client is a bare asyncio protocol that walks WebSocket frame headers without decoding
+every event, so that on a 2-core machine the client is cheaper per event than the target
+and the target saturates first. Check the client CPU column before trusting a figure.
+
+    .venv/bin/python benchmarks/ws_fanout.py --clients 1000 --rates 100,200,400,800
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import socket
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import psutil
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from wirelab.processes import ManagedProcess, free_port  # noqa: E402
+
+
+def _masked_text_frame(payload: bytes) -> bytes:
+    """A client-to-server text frame (clients must mask, RFC 6455 section 5.3)."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+class Subscriber(asyncio.Protocol):
+    """One connection: handshake, subscribe live-only, then count event frames."""
+
+    def __init__(self, host: str, port: int, connected: asyncio.Future[None]) -> None:
+        self.host, self.port = host, port
+        self.connected = connected
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.open = False
+        self.since: int | None = None
+        self.events = 0
+        self.last_seq = 0
+        self.lags_us: list[int] = []
+        self.sampling = False
+        self.closed_code: int | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: wirelab.v1\r\n\r\n"
+            ).encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.open:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self.connected.set_exception(RuntimeError(bytes(buffer[:80]).decode()))
+                return
+            del buffer[: end + 4]
+            self.open = True
+            assert self.transport is not None
+            self.transport.write(_masked_text_frame(b'{"type":"subscribe","since":null}'))
+        position, size, last = 0, len(buffer), None
+        while size - position >= 2:
+            length = buffer[position + 1] & 0x7F
+            header = 2
+            if length == 126:
+                if size - position < 4:
+                    break
+                length = int.from_bytes(buffer[position + 2 : position + 4], "big")
+                header = 4
+            elif length == 127:
+                if size - position < 10:
+                    break
+                length = int.from_bytes(buffer[position + 2 : position + 10], "big")
+                header = 10
+            end = position + header + length
+            if end > size:
+                break
+            opcode = buffer[position] & 0x0F
+            if opcode == 1:
+                if self.since is None:
+                    # The first text frame is the "subscribed" reply.
+                    self.since = orjson.loads(buffer[position + header : end])["since"]
+                    self.last_seq = self.since
+                    self.connected.set_result(None)
+                else:
+                    self.events += 1
+                    last = (position + header, end)
+            elif opcode == 9:  # ping: answer so the server keeps us
+                assert self.transport is not None
+                self.transport.write(bytes([0x8A, 0x80]) + b"\0\0\0\0")
+            elif opcode == 8:
+                self.closed_code = int.from_bytes(buffer[position + header : end][:2], "big")
+            position = end
+        if last is not None:
+            event = orjson.loads(buffer[last[0] : last[1]])
+            self.last_seq = event["seq"]
+            if self.sampling:
+                self.lags_us.append(time.time_ns() // 1000 - event["ts"])
+        del buffer[:position]
+
+    @property
+    def gaps(self) -> int:
+        """Events missing (or duplicated, if negative) between since and the last seq."""
+        return (self.last_seq - (self.since or 0)) - self.events
+
+
+def _ready(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+        return reply.status == 200
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+async def _measure(port: int, clients: int, warmup: float, window: float, target_pid: int):
+    loop = asyncio.get_running_loop()
+    subscribers: list[Subscriber] = []
+    gate = asyncio.Semaphore(100)  # stay under the listen backlog while connecting
+
+    async def connect_one() -> None:
+        async with gate:
+            connected = loop.create_future()
+            _, subscriber = await loop.create_connection(
+                lambda: Subscriber("127.0.0.1", port, connected), "127.0.0.1", port
+            )
+            subscribers.append(subscriber)
+            await asyncio.wait_for(connected, 10)
+            subscriber.transport.get_extra_info("socket").setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+            )
+
+    await asyncio.gather(*(connect_one() for _ in range(clients)))
+    await asyncio.sleep(warmup)
+
+    target, me = psutil.Process(target_pid), psutil.Process()
+    events_before = sum(s.events for s in subscribers)
+    head_before = max(s.last_seq for s in subscribers)
+    target_cpu, my_cpu, started = _cpu_seconds(target), _cpu_seconds(me), time.monotonic()
+    for subscriber in subscribers:
+        subscriber.sampling = True
+    await asyncio.sleep(window)
+    elapsed = time.monotonic() - started
+    events = sum(s.events for s in subscribers) - events_before
+    published = (max(s.last_seq for s in subscribers) - head_before) / elapsed
+    target_pct = (_cpu_seconds(target) - target_cpu) / elapsed * 100
+    my_pct = (_cpu_seconds(me) - my_cpu) / elapsed * 100
+    lags = sorted(lag for s in subscribers for lag in s.lags_us)
+    for subscriber in subscribers:
+        subscriber.sampling = False
+        subscriber.transport.close()
+    gaps = sum(abs(s.gaps) for s in subscribers)
+    return {
+        "published": published,
+        "delivered": events / elapsed,
+        "target_cpu": target_pct,
+        "client_cpu": my_pct,
+        "lag_p50_ms": statistics.median(lags) / 1000 if lags else float("nan"),
+        "lag_p99_ms": lags[int(len(lags) * 0.99)] / 1000 if lags else float("nan"),
+        "gaps": gaps,
+    }
+
+
+def run_rate(rate: float, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "wirelab", "targets", "serve", "ws", "--port", str(port),
+        "--rate", str(rate), "--payload-size", str(args.payload_size), "--log-level", "warning",
+    ]  # fmt: skip
+    target = ManagedProcess(argv, name="ws-target", log_path=log_dir / f"ws-{rate:g}.log")
+    with target:
+        target.wait_ready(lambda: _ready(port), timeout=20)
+        result = uvloop.run(_measure(port, args.clients, args.warmup, args.window, target.pid))
+    result["rate"] = rate
+    # Against what was really published (the publisher may run a little under --rate).
+    result["expected"] = result["published"] * args.clients
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--rates", default="100,200,400,800", help="events/s, comma-separated")
+    parser.add_argument("--payload-size", type=int, default=64)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds measured")
+    parser.add_argument("--log-dir", type=Path, default=Path("/tmp"))
+    args = parser.parse_args()
+
+    print(
+        f"ws fan-out: 1 target process, {args.clients} subscribers, "
+        f"payload {args.payload_size} B, window {args.window:g}s, "
+        f"{psutil.cpu_count()} CPUs, python {sys.version.split()[0]}"
+    )
+    header = (
+        f"{'rate/s':>7} {'published/s':>11} {'expected ev/s':>14} "
+        f"{'delivered ev/s':>15} {'ratio':>6} "
+        f"{'target CPU%':>11} {'client CPU%':>11} {'lag p50 ms':>10} {'lag p99 ms':>10} {'gaps':>5}"
+    )
+    print(header)
+    for rate in (float(text) for text in args.rates.split(",")):
+        r = run_rate(rate, args, args.log_dir)
+        print(
+            f"{r['rate']:>7g} {r['published']:>11,.0f} {r['expected']:>14,.0f} "
+            f"{r['delivered']:>15,.0f} "
+            f"{r['delivered'] / r['expected']:>6.2f} {r['target_cpu']:>11.0f} "
+            f"{r['client_cpu']:>11.0f} {r['lag_p50_ms']:>10.1f} {r['lag_p99_ms']:>10.1f} "
+            f"{r['gaps']:>5}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The base of the targets that speak plain HTTP (REST, SSE): health, auth, draining."""
+
+from __future__ import annotations
+
+import hmac
+
+from ..base import Target
+from .messages import CREDENTIAL_PARAMS, HttpError, Request, Response
+from .server import HttpServer, Router, ServerLimits
+
+
+class HttpTarget(Target):
+    """An HTTP server with ``/healthz`` and ``/readyz``; subclasses add their routes."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.router = Router()
+        self.router.add("GET", "/healthz", self._healthz)
+        self.router.add("GET", "/readyz", self._readyz)
+        self.add_routes(self.router)
+        limits = ServerLimits(max_body_bytes=self.settings.max_message_bytes)
+        self.server = HttpServer(self.router, limits=limits, name=self.protocol)
+
+    def add_routes(self, router: Router) -> None:
+        """Register the protocol's own routes."""
+
+    async def start(self) -> int:
+        self.port = await self.server.start(self.settings.host, self.settings.port)
+        return self.port
+
+    def mark_draining(self) -> None:
+        super().mark_draining()
+        self.server.closing_connections = True
+
+    async def stop_accepting(self) -> None:
+        self.end_subscriptions()
+        self.server.begin_drain()
+
+    async def wait_closed(self, timeout: float) -> bool:
+        return await self.server.wait_closed(timeout)
+
+    def _healthz(self, request: Request) -> Response:
+        return Response.json({"status": "ok", "protocol": self.protocol})
+
+    def _readyz(self, request: Request) -> Response:
+        if self.ready:
+            return Response.json({"status": "ready"})
+        state = "draining" if self.draining else "starting"
+        return Response.json({"status": state}, status=503)
+
+    def authorize(self, request: Request) -> None:
+        """Refuse credentials in the URL always, and a missing/wrong bearer token when set."""
+        if request.query_string and CREDENTIAL_PARAMS.intersection(request.query):
+            raise HttpError(
+                400,
+                "credentials_in_url",
+                "credentials are not accepted in the URL; send Authorization: Bearer",
+            )
+        token = self.settings.token
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip(), token):
+            raise HttpError(
+                401,
+                "unauthorized",
+                "missing or invalid bearer token",
+                headers=[("WWW-Authenticate", 'Bearer realm="wirelab"')],
+            )

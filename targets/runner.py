@@ -1,0 +1,81 @@
+"""Runs one or more targets in one process around one feed, until SIGTERM drains them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from .base import Target, TargetSettings, drain_targets
+from .feed.base import Feed
+from .feed.memory import MemoryFeed
+from .feed.publisher import Publisher
+from .registry import target_class
+
+log = logging.getLogger("wirelab.targets")
+
+
+@dataclass(slots=True)
+class FeedSettings:
+    """Where the feed's log lives and how fast it grows."""
+
+    #: ``None``: an in-memory log (one replica). A redis:// URL: a shared stream.
+    redis_url: str | None = None
+    key: str = "wirelab:feed"
+    #: Events per second appended by the publisher (0: no publisher on this replica).
+    rate: float = 10.0
+    #: Characters of ``data`` per event.
+    payload_size: int = 64
+    #: Events kept for resume; older resume points get a reset.
+    retention: int = 10_000
+
+
+def build_feed(settings: FeedSettings) -> Feed:
+    if settings.redis_url:
+        from .feed.redis_streams import RedisFeed  # noqa: PLC0415 - redis only when asked
+
+        return RedisFeed(settings.redis_url, key=settings.key, retention=settings.retention)
+    return MemoryFeed(retention=settings.retention)
+
+
+async def run_targets(
+    ports: dict[str, int], settings: TargetSettings, feed_settings: FeedSettings
+) -> int:
+    """Serve each protocol of ``ports`` until SIGTERM/SIGINT; returns the exit status."""
+    feed = build_feed(feed_settings)
+    await feed.start()
+    publisher = Publisher(feed, rate=feed_settings.rate, payload_size=feed_settings.payload_size)
+    targets: list[Target] = []
+    for protocol, port in ports.items():
+        target_settings = TargetSettings(**{**_as_dict(settings), "port": port})
+        targets.append(target_class(protocol)(feed, target_settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        for target in targets:
+            bound = await target.start()
+            target.started = True
+            log.info("listening", extra={"protocol": target.protocol, "port": bound})
+        publisher.start()
+        await stop.wait()
+        log.info("draining", extra={"grace_s": settings.grace})
+        clean = await drain_targets(targets, settings)
+        log.info("stopped", extra={"clean": clean})
+        return 0
+    finally:
+        await publisher.stop()
+        await feed.close()
+
+
+def _as_dict(settings: TargetSettings) -> dict[str, object]:
+    return {name: getattr(settings, name) for name in settings.__slots__}
+
+
+def serve(ports: dict[str, int], settings: TargetSettings, feed_settings: FeedSettings) -> int:
+    """Blocking entry point: run the targets on uvloop."""
+    import uvloop  # noqa: PLC0415 - keeps `wirelab --help` fast
+
+    return uvloop.run(run_targets(ports, settings, feed_settings))

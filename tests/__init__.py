@@ -1,0 +1,1 @@
+"""Tests for wirelab; a package so that ``tests.fixtures`` imports by its full name."""

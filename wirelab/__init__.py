@@ -1,0 +1,3 @@
+"""wirelab: a distributed load-testing lab for real-time protocols."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""``python -m wirelab`` is the ``wirelab`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,396 @@
+"""The ``wirelab`` command line.
+
+Exit codes (headless): 0 success, 1 a threshold failed, 2 usage or configuration error
+(one line, no traceback), 3 the run could not complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .units import parse_duration, parse_size
+
+EXIT_OK = 0
+EXIT_THRESHOLD_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
+
+#: The protocols, in the order ``--port-base`` assigns ports to them.
+PROTOCOL_ORDER = ("rest", "sse", "ws", "grpc")
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (and exit code 2), not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wirelab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"wirelab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    targets = commands.add_parser("targets", help="the reference target services")
+    targets_commands = targets.add_subparsers(dest="targets_command", required=True)
+    serve = targets_commands.add_parser(
+        "serve",
+        help="serve one protocol, several, or all four in one process sharing one feed",
+        description="Serve reference targets. Stops on SIGTERM/SIGINT after draining.",
+    )
+    serve.add_argument(
+        "protocols",
+        nargs="+",
+        metavar="PROTOCOL",
+        help=f"one or more of {', '.join(PROTOCOL_ORDER)}, or 'all'",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, help="port, when serving a single protocol")
+    serve.add_argument(
+        "--ports",
+        metavar="NAME=PORT,...",
+        help="explicit port per protocol, e.g. rest=8080,ws=9000 (overrides --port-base)",
+    )
+    serve.add_argument(
+        "--port-base",
+        type=int,
+        default=8080,
+        help="with several protocols: rest, sse, ws, grpc listen on BASE, BASE+1, ...",
+    )
+    feed = serve.add_argument_group("feed")
+    feed.add_argument(
+        "--redis-url",
+        default=os.environ.get("WIRELAB_REDIS_URL"),
+        help="share the feed through this Redis (replicas); default: in-memory",
+    )
+    feed.add_argument("--feed-key", default="wirelab:feed", help="Redis stream key")
+    feed.add_argument("--rate", type=_positive_float, default=10.0, help="events/s published")
+    feed.add_argument("--payload-size", type=_size, default=64, help="bytes of data per event")
+    feed.add_argument("--retention", type=int, default=10_000, help="events kept for resume")
+    behaviour = serve.add_argument_group("behaviour")
+    behaviour.add_argument("--grace", type=_duration, default=10.0, help="shutdown grace period")
+    behaviour.add_argument(
+        "--drain-delay", type=_duration, default=0.0, help="not-ready time before refusing"
+    )
+    behaviour.add_argument("--heartbeat", type=_duration, default=15.0, help="stream heartbeat")
+    behaviour.add_argument("--retry-ms", type=int, default=1000, help="reconnect hint base")
+    behaviour.add_argument(
+        "--max-message-bytes", type=_size, default=1024 * 1024, help="largest client message"
+    )
+    behaviour.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
+    run = commands.add_parser(
+        "run",
+        help="a headless run on the local lab, gated by thresholds",
+        description="Run a scenario headless on the local lab (targets, Locust master and "
+        "workers as processes). Exit codes: 0 thresholds held, 1 a threshold failed, "
+        "2 usage error, 3 the run could not complete.",
+    )
+    _add_lab_arguments(run)
+    run.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="add a threshold, e.g. 'ws echo:p99<50ms' or 'sse deliver:gaps==0' (repeatable)",
+    )
+    run.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also stream metrics here: influxdb://host:8086/db, influxdb2://host:8086?org=o&bucket=b",
+    )
+    run.add_argument("--influx-url", help="shorthand for --sink with an InfluxDB URL")
+    run.add_argument("--no-progress", action="store_true", help="no live progress block")
+
+    up = commands.add_parser("up", help="the local lab with Locust's web UI, until Ctrl-C")
+    _add_lab_arguments(up)
+    up.add_argument("--web-port", type=int, help="Locust web UI port (default: a free one)")
+
+    scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
+    scenarios.add_argument("--show", metavar="NAME", help="print one scenario's file")
+
+    influx = commands.add_parser("influx", help="InfluxDB helpers")
+    influx_commands = influx.add_subparsers(dest="influx_command", required=True)
+    push = influx_commands.add_parser("push", help="load a finished run into an InfluxDB")
+    push.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    push.add_argument("--url", required=True, help="influxdb://host:8086/db or influxdb2://...")
+
+    demo = commands.add_parser("demo", help="bring up the local lab and show it answering")
+    demo.add_argument("--duration", type=_duration, default=20.0, help="how long to run")
+    demo.add_argument("--port-base", type=int, default=0, help="0 picks free ports")
+    return parser
+
+
+def _add_lab_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario", default="smoke", help="built-in scenario name or a YAML/TOML file"
+    )
+    parser.add_argument(
+        "--protocols", help="comma-separated subset: rest, poll, sse, ws, grpc (default: all)"
+    )
+    parser.add_argument("--users", type=int, help="total users, spread in the scenario's mix")
+    parser.add_argument("--spawn-rate", type=_positive_float, help="users started per second")
+    parser.add_argument("--duration", type=_duration, help="run time, e.g. 30s, 5m")
+    parser.add_argument("--workers", type=int, help="Locust worker processes")
+    parser.add_argument("--rate", help="open-model arrival rate for request/response, e.g. 500/s")
+    parser.add_argument("--reconnect", help="reconnect policy, e.g. full_jitter:base=0.5,cap=5")
+    parser.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), help="where run directories go"
+    )
+    parser.add_argument(
+        "--target-host",
+        help="use your targets on this host (default ports: rest 8080, sse 8081, ws 8082, "
+        "grpc 8083) instead of starting the lab's",
+    )
+    for protocol, example in (
+        ("rest", "http://host:8080"),
+        ("sse", "http://host:8081"),
+        ("ws", "ws://host:8082/ws"),
+        ("grpc", "host:8083"),
+    ):
+        parser.add_argument(f"--{protocol}-url", help=f"this protocol's target, e.g. {example}")
+    parser.add_argument("--redis-url", help="share the lab targets' feed through this Redis")
+
+
+def _target_ports(args: argparse.Namespace) -> dict[str, int]:
+    names = list(PROTOCOL_ORDER) if args.protocols == ["all"] else args.protocols
+    unknown = [name for name in names if name not in PROTOCOL_ORDER]
+    if unknown:
+        raise UsageError(
+            f"unknown protocol {unknown[0]!r}: choose from {', '.join(PROTOCOL_ORDER)} or all"
+        )
+    if len(set(names)) != len(names):
+        raise UsageError("a protocol is named twice")
+    if args.port is not None:
+        if len(names) != 1:
+            raise UsageError("--port serves one protocol; use --port-base for several")
+        return {names[0]: args.port}
+    if args.ports:
+        explicit = _parse_ports(args.ports)
+        missing = [name for name in names if name not in explicit]
+        if missing:
+            raise UsageError(f"--ports has no port for {missing[0]}")
+        return {name: explicit[name] for name in names}
+    return {name: args.port_base + PROTOCOL_ORDER.index(name) for name in names}
+
+
+def _parse_ports(text: str) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, port = item.partition("=")
+        if not sep or not port.strip().isdigit():
+            raise UsageError(f"--ports item {item!r} is not NAME=PORT")
+        ports[name.strip()] = int(port)
+    return ports
+
+
+def _serve_targets(args: argparse.Namespace) -> int:
+    from .logs import configure_logging  # noqa: PLC0415 - keep --help fast
+    from .targets.base import TargetSettings  # noqa: PLC0415
+    from .targets.runner import FeedSettings, serve  # noqa: PLC0415
+
+    ports = _target_ports(args)
+    configure_logging(args.log_level)
+    settings = TargetSettings(
+        host=args.host,
+        grace=args.grace,
+        drain_delay=args.drain_delay,
+        heartbeat=args.heartbeat,
+        retry_ms=args.retry_ms,
+        max_message_bytes=args.max_message_bytes,
+        # A token on the command line would show in `ps`: it comes from the environment.
+        token=os.environ.get("WIRELAB_TARGET_TOKEN") or None,
+    )
+    feed = FeedSettings(
+        redis_url=args.redis_url,
+        key=args.feed_key,
+        rate=args.rate,
+        payload_size=args.payload_size,
+        retention=args.retention,
+    )
+    return serve(ports, settings, feed)
+
+
+def _scenario_from(args: argparse.Namespace):  # -> Scenario (imported lazily)
+    from .scenarios import ScenarioError, load_scenario, parse_rate  # noqa: PLC0415
+
+    try:
+        scenario = load_scenario(args.scenario)
+        if args.protocols:
+            scenario.select_protocols([p.strip() for p in args.protocols.split(",") if p.strip()])
+        if args.users is not None:
+            scenario.scale_users(args.users)
+        if args.spawn_rate is not None:
+            scenario.spawn_rate = args.spawn_rate
+        if args.duration is not None:
+            scenario.duration = args.duration
+        if args.workers is not None:
+            if not 1 <= args.workers <= 64:
+                raise UsageError("--workers must be from 1 to 64")
+            scenario.workers = args.workers
+        if args.rate is not None:
+            scenario.rate = parse_rate(args.rate, key="--rate")
+        if args.reconnect is not None:
+            scenario.reconnect = args.reconnect
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    return scenario
+
+
+def _target_urls(args: argparse.Namespace) -> dict[str, str]:
+    urls: dict[str, str] = {}
+    if args.target_host:
+        from .lab.local import target_urls  # noqa: PLC0415
+
+        urls = target_urls(
+            args.target_host, dict(zip(PROTOCOL_ORDER, range(8080, 8084), strict=True))
+        )
+    for protocol in PROTOCOL_ORDER:
+        explicit = getattr(args, f"{protocol}_url")
+        if explicit:
+            urls[protocol] = explicit
+    return urls
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .run import RunPlan, execute_run  # noqa: PLC0415
+    from .thresholds import ThresholdError, parse_threshold  # noqa: PLC0415
+
+    scenario = _scenario_from(args)
+    try:
+        thresholds = [parse_threshold(t) for t in [*scenario.thresholds, *args.threshold]]
+    except ThresholdError as exc:
+        raise UsageError(str(exc)) from None
+    sinks = list(args.sink) + ([args.influx_url] if args.influx_url else [])
+    _check_sinks(sinks)
+    plan = RunPlan(
+        scenario=scenario,
+        thresholds=thresholds,
+        report_dir=args.report_dir,
+        target_urls=_target_urls(args),
+        sinks=sinks,
+        redis_url=args.redis_url,
+    )
+    return execute_run(plan, progress=not args.no_progress)
+
+
+def _check_sinks(sinks: list[str]) -> None:
+    try:
+        from .metrics.sinks import validate_sink_url  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - sinks land with the metrics issue
+        return
+    for url in sinks:
+        try:
+            validate_sink_url(url)
+        except ValueError as exc:
+            raise UsageError(f"--sink {url!r}: {exc}") from None
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .run import run_up  # noqa: PLC0415
+
+    scenario = _scenario_from(args)
+    return run_up(
+        scenario, target_urls=_target_urls(args), report_dir=args.report_dir, web_port=args.web_port
+    )
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    from importlib import resources  # noqa: PLC0415
+
+    from .scenarios import ScenarioError, builtin_names, load_scenario  # noqa: PLC0415
+
+    if args.show:
+        if args.show not in builtin_names():
+            raise UsageError(
+                f"unknown scenario {args.show!r}: built-in ones are {', '.join(builtin_names())}"
+            )
+        print(
+            resources.files("wirelab.scenarios").joinpath(f"{args.show}.yaml").read_text(), end=""
+        )
+        return EXIT_OK
+    for name in builtin_names():
+        try:
+            scenario = load_scenario(name)
+        except ScenarioError as exc:  # pragma: no cover - built-ins are tested
+            raise UsageError(str(exc)) from None
+        shape = f"{scenario.duration:>6g}s  {scenario.total_users:>5} users"
+        print(f"{name:<10} {shape}  {scenario.description}")
+    return EXIT_OK
+
+
+def _influx(args: argparse.Namespace) -> int:
+    from .influx_push import push_run  # noqa: PLC0415
+
+    return push_run(args.run_dir, args.url)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # noqa: PLC0415
+
+    return run_demo(duration=args.duration, port_base=args.port_base)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wirelab`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        handler = {
+            "targets": _serve_targets,
+            "run": _run,
+            "up": _up,
+            "scenarios": _scenarios,
+            "influx": _influx,
+            "demo": _demo,
+        }.get(args.command)
+        if handler is not None:
+            return handler(args)
+    except UsageError as exc:
+        print(f"wirelab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Running the lab: local processes now; the Kubernetes orchestrator shares the interface."""

@@ -1,0 +1,220 @@
+"""The local lab: targets, a Locust master and its workers as processes on loopback.
+
+Every process is started in its own process group through :class:`ManagedProcess` and
+stopped by pid when the lab closes, whatever happened in between (Ctrl-C included).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..probes import target_ready
+from ..processes import ManagedProcess, free_port, free_ports
+
+HOST = "127.0.0.1"
+PROTOCOL_ORDER = ("rest", "sse", "ws", "grpc")
+
+
+class LabError(RuntimeError):
+    """Part of the lab could not start; the run cannot complete (exit code 3)."""
+
+
+@dataclass(slots=True)
+class TargetSpec:
+    """What the lab's own targets serve, when the user did not point at theirs."""
+
+    protocols: list[str]
+    rate: float = 20.0
+    payload_size: int = 64
+    retention: int = 10_000
+    redis_url: str | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+
+def target_urls(host: str, ports: dict[str, int]) -> dict[str, str]:
+    """How each protocol's users reach a target on ``host``."""
+    urls: dict[str, str] = {}
+    for protocol, port in ports.items():
+        if protocol == "grpc":
+            urls[protocol] = f"{host}:{port}"
+        elif protocol == "ws":
+            urls[protocol] = f"ws://{host}:{port}/ws"
+        else:
+            urls[protocol] = f"http://{host}:{port}"
+    return urls
+
+
+def url_environment(urls: dict[str, str]) -> dict[str, str]:
+    """The environment variables the user classes read their target addresses from."""
+    names = {
+        "rest": "WIRELAB_REST_URL",
+        "sse": "WIRELAB_SSE_URL",
+        "ws": "WIRELAB_WS_URL",
+        "grpc": "WIRELAB_GRPC_TARGET",
+    }
+    return {names[protocol]: url for protocol, url in urls.items() if protocol in names}
+
+
+class LocalLab:
+    """Starts and owns the lab's processes; :meth:`close` stops exactly those."""
+
+    def __init__(self, run_dir: Path, *, python: str = sys.executable) -> None:
+        self.run_dir = run_dir
+        self.python = python
+        self.targets: ManagedProcess | None = None
+        self.master: ManagedProcess | None = None
+        self.workers: list[ManagedProcess] = []
+        self.master_port = 0
+        self.web_port = 0
+
+    # -- targets ---------------------------------------------------------------------
+
+    def start_targets(self, spec: TargetSpec, *, ready_timeout: float = 30.0) -> dict[str, str]:
+        """Serve ``spec.protocols`` from one process sharing one feed; returns their URLs."""
+        protocols = [name for name in PROTOCOL_ORDER if name in spec.protocols]
+        ports = dict(zip(protocols, free_ports(len(protocols), HOST), strict=True))
+        argv = [
+            self.python,
+            "-m",
+            "wirelab",
+            "targets",
+            "serve",
+            *protocols,
+            "--host",
+            HOST,
+            "--ports",
+            ",".join(f"{name}={port}" for name, port in ports.items()),
+            "--rate",
+            f"{spec.rate:g}",
+            "--payload-size",
+            str(spec.payload_size),
+            "--retention",
+            str(spec.retention),
+            *spec.extra_args,
+        ]
+        if spec.redis_url:
+            argv += ["--redis-url", spec.redis_url]
+        self.targets = ManagedProcess(
+            argv, name="targets", log_path=self.run_dir / "logs" / "targets.log"
+        ).start()
+        try:
+            self.targets.wait_ready(
+                lambda: all(target_ready(HOST, name, port) for name, port in ports.items()),
+                timeout=ready_timeout,
+            )
+        except RuntimeError as exc:
+            raise LabError(f"targets did not become ready: {str(exc).splitlines()[0]}") from None
+        return target_urls(HOST, ports)
+
+    # -- locust ----------------------------------------------------------------------
+
+    def _locust_argv(self, locustfile: Path, *extra: str) -> list[str]:
+        return [self.python, "-m", "locust", "-f", str(locustfile), *extra]
+
+    def start_master(
+        self,
+        locustfile: Path,
+        *,
+        env: dict[str, str],
+        workers: int,
+        headless: bool,
+        users: int | None = None,
+        spawn_rate: float | None = None,
+        run_time_s: float | None = None,
+        web_port: int | None = None,
+    ) -> ManagedProcess:
+        """Start the Locust master; headless runs start the test once workers connect."""
+        self.master_port = free_port(HOST)
+        argv = self._locust_argv(
+            locustfile,
+            "--master",
+            "--master-bind-host",
+            HOST,
+            "--master-bind-port",
+            str(self.master_port),
+            "--expect-workers",
+            str(workers),
+            "--expect-workers-max-wait",
+            "60",
+            "--exit-code-on-error",
+            "0",
+            "--stop-timeout",
+            "5",
+            "--csv",
+            str(self.run_dir / "locust"),
+        )
+        if headless:
+            argv += ["--headless", "--users", str(users), "--spawn-rate", f"{spawn_rate:g}"]
+            argv += ["--run-time", f"{max(1, round(run_time_s or 0))}s", "--only-summary"]
+        else:
+            self.web_port = web_port or free_port(HOST)
+            argv += ["--web-host", HOST, "--web-port", str(self.web_port)]
+        self.master = ManagedProcess(
+            argv,
+            name="locust-master",
+            env=_child_env(env),
+            log_path=self.run_dir / "logs" / "master.log",
+        ).start()
+        return self.master
+
+    def start_workers(self, locustfile: Path, count: int, *, env: dict[str, str]) -> None:
+        """Start ``count`` worker processes that connect to the master."""
+        for index in range(count):
+            argv = self._locust_argv(
+                locustfile,
+                "--worker",
+                "--master-host",
+                HOST,
+                "--master-port",
+                str(self.master_port),
+            )
+            worker = ManagedProcess(
+                argv,
+                name=f"locust-worker-{index}",
+                env=_child_env(env),
+                log_path=self.run_dir / "logs" / f"worker-{index}.log",
+            ).start()
+            self.workers.append(worker)
+
+    def wait_master(self, timeout: float, *, on_tick: object = None) -> int | None:
+        """Wait for the master to exit by itself; its exit code, ``None`` on timeout."""
+        assert self.master is not None
+        deadline = time.monotonic() + timeout
+        while self.master.alive and time.monotonic() < deadline:
+            if callable(on_tick):
+                on_tick()
+            time.sleep(0.25)
+        return self.master.returncode
+
+    # -- teardown --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every process this lab started: workers, master, then targets."""
+        for worker in self.workers:
+            worker.stop(grace=5)
+        if self.master is not None:
+            self.master.stop(grace=10)
+        if self.targets is not None:
+            self.targets.stop(grace=15)
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def local_lab(run_dir: Path) -> Iterator[LocalLab]:
+    """A :class:`LocalLab` that is always closed, even on Ctrl-C."""
+    lab = LocalLab(run_dir)
+    try:
+        yield lab
+    finally:
+        lab.close()

@@ -1,0 +1,1 @@
+"""Reports of a run: summary.json, junit.xml, report.html, and live progress."""

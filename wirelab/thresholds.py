@@ -1,0 +1,251 @@
+"""Threshold expressions that gate a run: ``SELECTOR:METRIC OP VALUE``.
+
+Examples: ``ws echo:p99<50ms``, ``sse deliver:gaps==0``, ``rest:error_rate<0.1%``,
+``*:p95<200ms``, ``grpc deliver:lag_p99<=250ms``.
+
+The selector is a series name (``ws echo``), a protocol (``rest``, ``sse``, ``ws``,
+``grpc``, ``poll``: every series of it, merged), or ``*`` (every series, each on its own).
+Request metrics apply to request/response series, stream metrics to stream series; a
+selector that matches no series with data fails the threshold ("no data") rather than
+passing silently.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .metrics.histogram import LogHistogram
+from .metrics.series import RequestSeries, SeriesKey, StreamSeries
+
+
+class ThresholdError(ValueError):
+    """A malformed threshold expression; the message says what is wrong."""
+
+
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+
+#: Request metrics → (kind of value). "duration" values are compared in milliseconds.
+REQUEST_METRICS = {
+    "p50": "duration",
+    "p90": "duration",
+    "p95": "duration",
+    "p99": "duration",
+    "p999": "duration",
+    "max": "duration",
+    "mean": "duration",
+    "error_rate": "ratio",
+    "failures": "count",
+    "count": "count",
+    "dropped": "count",
+    "rps": "rate",
+}
+
+STREAM_METRICS = {
+    "delivered": "count",
+    "gaps": "count",
+    "missing": "count",
+    "duplicates": "count",
+    "out_of_order": "count",
+    "resets": "count",
+    "reset_lost": "count",
+    "reconnects": "count",
+    "connect_failures": "count",
+    "lost": "count",
+    "lag_p50": "duration",
+    "lag_p90": "duration",
+    "lag_p95": "duration",
+    "lag_p99": "duration",
+    "lag_max": "duration",
+    "reconnect_p50": "duration",
+    "reconnect_p99": "duration",
+    "reconnect_max": "duration",
+}
+
+_EXPRESSION = re.compile(
+    r"^(?P<selector>.+?):(?P<metric>[a-z0-9_]+)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>.+)$"
+)
+_VALUE = re.compile(r"^(?P<number>-?\d+(?:\.\d+)?)\s*(?P<unit>us|µs|ms|s|m|%)?$")
+_DURATION_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+_PROTOCOLS = {"rest", "poll", "sse", "ws", "grpc"}
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """One parsed expression. ``value`` is in ms for durations, a ratio for rates."""
+
+    expression: str
+    selector: str
+    metric: str
+    op: str
+    value: float
+
+    @property
+    def is_stream_metric(self) -> bool:
+        return self.metric in STREAM_METRICS
+
+    @property
+    def kind(self) -> str:
+        return STREAM_METRICS.get(self.metric) or REQUEST_METRICS[self.metric]
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome of one threshold over one series (or merged group)."""
+
+    threshold: Threshold
+    subject: str
+    observed: float | None
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "expression": self.threshold.expression,
+            "subject": self.subject,
+            "metric": self.threshold.metric,
+            "observed": self.observed,
+            "limit": self.threshold.value,
+            "passed": self.passed,
+            "detail": self.detail,
+        }
+
+
+def parse_threshold(expression: str) -> Threshold:
+    """Parse ``SELECTOR:METRIC OP VALUE``; :class:`ThresholdError` names the problem."""
+    text = expression.strip()
+    match = _EXPRESSION.match(text)
+    if match is None:
+        raise ThresholdError(
+            f"threshold {expression!r} is not SELECTOR:METRIC<OP>VALUE (e.g. 'ws echo:p99<50ms')"
+        )
+    selector = match["selector"].strip()
+    metric = match["metric"]
+    if metric not in REQUEST_METRICS and metric not in STREAM_METRICS:
+        known = ", ".join([*REQUEST_METRICS, *STREAM_METRICS])
+        raise ThresholdError(
+            f"threshold {expression!r}: unknown metric {metric!r} (known: {known})"
+        )
+    value_match = _VALUE.match(match["value"].strip())
+    if value_match is None:
+        raise ThresholdError(
+            f"threshold {expression!r}: {match['value'].strip()!r} is not a number"
+        )
+    number = float(value_match["number"])
+    unit = value_match["unit"]
+    kind = STREAM_METRICS.get(metric) or REQUEST_METRICS[metric]
+    if kind == "duration":
+        if unit == "%":
+            raise ThresholdError(
+                f"threshold {expression!r}: {metric} is a duration, not a percentage"
+            )
+        value = number * _DURATION_MS[unit or "ms"]
+    elif kind == "ratio":
+        if unit not in (None, "%"):
+            raise ThresholdError(
+                f"threshold {expression!r}: {metric} takes a ratio or a percentage"
+            )
+        value = number / 100 if unit == "%" else number
+    else:
+        if unit not in (None,):
+            raise ThresholdError(f"threshold {expression!r}: {metric} is a plain number, no unit")
+        value = number
+    return Threshold(text, selector, metric, match["op"], value)
+
+
+def evaluate(
+    thresholds: list[Threshold],
+    requests: dict[SeriesKey, RequestSeries],
+    streams: dict[SeriesKey, StreamSeries],
+    *,
+    duration_s: float,
+) -> list[Verdict]:
+    """Judge every threshold against a run's totals; one verdict per subject."""
+    verdicts: list[Verdict] = []
+    for threshold in thresholds:
+        pool = streams if threshold.is_stream_metric else requests
+        groups = _select(threshold.selector, pool)
+        if not groups:
+            verdicts.append(
+                Verdict(threshold, threshold.selector, None, False, "no data matched the selector")
+            )
+            continue
+        for subject, members in groups:
+            observed = _observe(threshold.metric, members, duration_s)
+            if observed is None:
+                verdicts.append(Verdict(threshold, subject, None, False, "no samples"))
+                continue
+            passed = _OPERATORS[threshold.op](observed, threshold.value)
+            verdicts.append(
+                Verdict(threshold, subject, observed, passed, _describe(threshold, observed))
+            )
+    return verdicts
+
+
+def _select(selector: str, pool: dict) -> list[tuple[str, list]]:
+    if selector == "*":
+        return [(series.name, [series]) for series in pool.values()]
+    named = [series for series in pool.values() if series.name == selector]
+    if named:
+        return [(selector, named)]
+    if selector in _PROTOCOLS:
+        members = [series for series in pool.values() if series.protocol == selector]
+        return [(selector, members)] if members else []
+    return []
+
+
+def _merged_histogram(members: list, attribute: str) -> LogHistogram:
+    merged = LogHistogram()
+    for series in members:
+        merged.merge(getattr(series, attribute))
+    return merged
+
+
+def _observe(metric: str, members: list, duration_s: float) -> float | None:  # noqa: PLR0911
+    if metric in STREAM_METRICS:
+        if metric == "lost":
+            return float(sum(s.missing + s.reset_lost for s in members))
+        if metric.startswith(("lag_", "reconnect_")):
+            attribute, _, stat = metric.partition("_")
+            histogram = _merged_histogram(
+                members, "lag" if attribute == "lag" else "reconnect_time"
+            )
+            return _stat_ms(histogram, stat)
+        return float(sum(getattr(s, metric) for s in members))
+    if metric in {"count", "failures", "dropped"}:
+        return float(sum(getattr(s, metric) for s in members))
+    if metric == "error_rate":
+        count = sum(s.count for s in members)
+        return sum(s.failures for s in members) / count if count else None
+    if metric == "rps":
+        return sum(s.count for s in members) / duration_s if duration_s > 0 else None
+    return _stat_ms(_merged_histogram(members, "latency"), metric)
+
+
+def _stat_ms(histogram: LogHistogram, stat: str) -> float | None:
+    if not histogram:
+        return None
+    if stat == "max":
+        return histogram.max / 1000
+    if stat == "mean":
+        return histogram.mean / 1000
+    quantile = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}[stat]
+    value = histogram.quantile(quantile)
+    return None if value is None else value / 1000
+
+
+def _describe(threshold: Threshold, observed: float) -> str:
+    if threshold.kind == "duration":
+        return f"{observed:.2f} ms {threshold.op} {threshold.value:g} ms"
+    if threshold.kind == "ratio":
+        return f"{observed:.4%} {threshold.op} {threshold.value:.4%}"
+    return f"{observed:g} {threshold.op} {threshold.value:g}"
