@@ -5,12 +5,14 @@ Starts ``wirelab targets serve ws`` (memory feed) once per publish rate, connect
 
 * events/s delivered to all clients together, against published/s x clients expected;
 * the target's CPU% and this client's CPU% (psutil; 100% = one core);
-* delivery lag (receive time - event ts) sampled on the last event of each socket read;
+* delivery lag (receive time - event ts) sampled on the last event of each socket read,
+  and how many events the slowest subscriber trails the newest at the end;
 * gaps: per client, events received must equal last seq - subscribed since.
 
 The client is a bare asyncio protocol that walks WebSocket frame headers without decoding
 every event, so that on a 2-core machine the client is cheaper per event than the target
-and the target saturates first. Check the client CPU column before trusting a figure.
+and the target saturates first. Check the client and other CPU columns before trusting
+a figure: on a shared 2-core machine anything else running skews it.
 
     .venv/bin/python benchmarks/ws_fanout.py --clients 1000 --rates 100,200,400,800
 """
@@ -32,10 +34,7 @@ import orjson
 import psutil
 import uvloop
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from wirelab.processes import ManagedProcess, free_port  # noqa: E402
+from wirelab.processes import ManagedProcess, free_port
 
 
 def _masked_text_frame(payload: bytes) -> bytes:
@@ -138,12 +137,19 @@ def _ready(port: int) -> bool:
         return reply.status == 200
 
 
+def _machine_busy_seconds() -> float:
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
 
 
-async def _measure(port: int, clients: int, warmup: float, window: float, target_pid: int):
+async def _measure(
+    port: int, clients: int, warmup: float, window: float, target_pid: int, connect_timeout: float
+) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     subscribers: list[Subscriber] = []
     gate = asyncio.Semaphore(100)  # stay under the listen backlog while connecting
@@ -155,7 +161,7 @@ async def _measure(port: int, clients: int, warmup: float, window: float, target
                 lambda: Subscriber("127.0.0.1", port, connected), "127.0.0.1", port
             )
             subscribers.append(subscriber)
-            await asyncio.wait_for(connected, 10)
+            await asyncio.wait_for(connected, connect_timeout)
             subscriber.transport.get_extra_info("socket").setsockopt(
                 socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
             )
@@ -166,15 +172,21 @@ async def _measure(port: int, clients: int, warmup: float, window: float, target
     target, me = psutil.Process(target_pid), psutil.Process()
     events_before = sum(s.events for s in subscribers)
     head_before = max(s.last_seq for s in subscribers)
+    machine_busy = _machine_busy_seconds()
     target_cpu, my_cpu, started = _cpu_seconds(target), _cpu_seconds(me), time.monotonic()
     for subscriber in subscribers:
         subscriber.sampling = True
     await asyncio.sleep(window)
     elapsed = time.monotonic() - started
     events = sum(s.events for s in subscribers) - events_before
-    published = (max(s.last_seq for s in subscribers) - head_before) / elapsed
+    newest = max(s.last_seq for s in subscribers)
+    published = (newest - head_before) / elapsed
+    # How far the slowest subscriber trails the newest event any subscriber has seen.
+    behind = newest - min(s.last_seq for s in subscribers)
     target_pct = (_cpu_seconds(target) - target_cpu) / elapsed * 100
     my_pct = (_cpu_seconds(me) - my_cpu) / elapsed * 100
+    # Whatever else ran on the machine meanwhile: a figure taken beside it is suspect.
+    other_pct = (_machine_busy_seconds() - machine_busy) / elapsed * 100 - target_pct - my_pct
     lags = sorted(lag for s in subscribers for lag in s.lags_us)
     for subscriber in subscribers:
         subscriber.sampling = False
@@ -185,9 +197,11 @@ async def _measure(port: int, clients: int, warmup: float, window: float, target
         "delivered": events / elapsed,
         "target_cpu": target_pct,
         "client_cpu": my_pct,
+        "other_cpu": max(0.0, other_pct),
         "lag_p50_ms": statistics.median(lags) / 1000 if lags else float("nan"),
         "lag_p99_ms": lags[int(len(lags) * 0.99)] / 1000 if lags else float("nan"),
         "gaps": gaps,
+        "behind": behind,
     }
 
 
@@ -200,7 +214,9 @@ def run_rate(rate: float, args: argparse.Namespace, log_dir: Path) -> dict[str, 
     target = ManagedProcess(argv, name="ws-target", log_path=log_dir / f"ws-{rate:g}.log")
     with target:
         target.wait_ready(lambda: _ready(port), timeout=20)
-        result = uvloop.run(_measure(port, args.clients, args.warmup, args.window, target.pid))
+        result = uvloop.run(
+            _measure(port, args.clients, args.warmup, args.window, target.pid, args.connect_timeout)
+        )
     result["rate"] = rate
     # Against what was really published (the publisher may run a little under --rate).
     result["expected"] = result["published"] * args.clients
@@ -214,6 +230,7 @@ def main() -> int:
     parser.add_argument("--payload-size", type=int, default=64)
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured")
+    parser.add_argument("--connect-timeout", type=float, default=30.0)
     parser.add_argument("--log-dir", type=Path, default=Path("/tmp"))
     args = parser.parse_args()
 
@@ -225,17 +242,26 @@ def main() -> int:
     header = (
         f"{'rate/s':>7} {'published/s':>11} {'expected ev/s':>14} "
         f"{'delivered ev/s':>15} {'ratio':>6} "
-        f"{'target CPU%':>11} {'client CPU%':>11} {'lag p50 ms':>10} {'lag p99 ms':>10} {'gaps':>5}"
+        f"{'target CPU%':>11} {'client CPU%':>11} {'other CPU%':>10} "
+        f"{'lag p50 ms':>10} {'lag p99 ms':>10} {'max behind':>10} {'gaps':>5}"
     )
     print(header)
     for rate in (float(text) for text in args.rates.split(",")):
-        r = run_rate(rate, args, args.log_dir)
+        try:
+            r = run_rate(rate, args, args.log_dir)
+        except TimeoutError:
+            print(
+                f"{rate:>7g}  could not connect {args.clients} subscribers within "
+                f"{args.connect_timeout:g}s: the target is saturated at this rate"
+            )
+            break
         print(
             f"{r['rate']:>7g} {r['published']:>11,.0f} {r['expected']:>14,.0f} "
             f"{r['delivered']:>15,.0f} "
             f"{r['delivered'] / r['expected']:>6.2f} {r['target_cpu']:>11.0f} "
-            f"{r['client_cpu']:>11.0f} {r['lag_p50_ms']:>10.1f} {r['lag_p99_ms']:>10.1f} "
-            f"{r['gaps']:>5}",
+            f"{r['client_cpu']:>11.0f} {r['other_cpu']:>10.0f} "
+            f"{r['lag_p50_ms']:>10.1f} {r['lag_p99_ms']:>10.1f} "
+            f"{r['behind']:>10} {r['gaps']:>5}",
             flush=True,
         )
     return 0

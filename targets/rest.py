@@ -80,6 +80,14 @@ class RestTarget(HttpTarget):
         router.add("POST", "/echo", self.echo)
         router.add("GET", "/events", self.events)
 
+    def stats(self) -> dict[str, object]:
+        return {
+            **super().stats(),
+            "items": len(self.items),
+            "polls": self.polls,
+            "empty_polls": self.empty_polls,
+        }
+
     # -- items -----------------------------------------------------------------------
 
     def _item_or_404(self, request: Request) -> Item:

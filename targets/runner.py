@@ -29,6 +29,8 @@ class FeedSettings:
     payload_size: int = 64
     #: Events kept for resume; older resume points get a reset.
     retention: int = 10_000
+    #: TEST HOOK: seqs never handed to clients (see ``Feed.skip_seqs``).
+    skip_seqs: frozenset[int] = frozenset()
 
 
 def build_feed(settings: FeedSettings) -> Feed:
@@ -44,6 +46,7 @@ async def run_targets(
 ) -> int:
     """Serve each protocol of ``ports`` until SIGTERM/SIGINT; returns the exit status."""
     feed = build_feed(feed_settings)
+    feed.skip_seqs = feed_settings.skip_seqs
     await feed.start()
     publisher = Publisher(feed, rate=feed_settings.rate, payload_size=feed_settings.payload_size)
     targets: list[Target] = []

@@ -39,6 +39,14 @@ class SseTarget(HttpTarget):
     def add_routes(self, router: Router) -> None:
         router.add("GET", "/stream", self.stream)
 
+    def stats(self) -> dict[str, object]:
+        return {
+            **super().stats(),
+            "active_streams": self.active,
+            "streams_opened": self.streams_opened,
+            "resumes": self.resumes,
+        }
+
     def stream(self, request: Request) -> StreamResponse:
         self.authorize(request)
         since = self._resume_point(request)

@@ -88,7 +88,7 @@ class WebSocketTarget(Target):
         self.resumes = 0
         self.replayed = 0
         #: Wire frames of recent events, shared by every connection of this target.
-        self.frames = FrameCache()
+        self.frame_cache = FrameCache()
         self._server: Server | None = None
         self._connections: set[WsConnection] = set()
         self._going_away = False
@@ -339,14 +339,14 @@ class _Session:
         target = self.target
         ws = self.ws
         transport = ws.transport
-        frame = target.frames.frame
+        frame = target.frame_cache.frame
         try:
             while True:
                 before = subscription.cursor
                 batch = await subscription.next_batch(BATCH)
                 if not batch:
                     return  # the subscription was ended: the target is draining
-                if ws.protocol.state is not State.OPEN:
+                if ws.protocol.state is not State.OPEN or transport.is_closing():
                     return  # closing: the handler sees it on its next receive
                 transport.write(b"".join([frame(item) for item in batch]))
                 target.messages_out += len(batch)
@@ -357,9 +357,9 @@ class _Session:
                 await ws.drain()
         except (ConnectionClosed, OSError):
             pass
-        except Exception:
+        except Exception as exc:
             # The feed's log failed (Redis gone): say so, and let the client resume elsewhere.
-            log.exception("ws feed stream failed")
+            log.warning("ws feed stream failed, closing with 1011: %r", exc)
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(CloseCode.INTERNAL_ERROR, "feed unavailable")
         finally:

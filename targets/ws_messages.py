@@ -2,7 +2,7 @@
 
 Client -> server (one JSON object per text frame)::
 
-    {"type": "auth", "token": "..."}                 first frame, when a token is configured
+    {"type": "auth", "token": "..."}                  -> {"type": "authenticated"}
     {"type": "echo", "id": X, "ts": T, "payload": P}  -> {"type": "echo", ..., "server_ts": S}
     {"type": "ping", "id": X, "ts": T}                -> {"type": "pong", ..., "server_ts": S}
     {"type": "subscribe", "since": N | null}          -> {"type": "subscribed", "since", "head"}
@@ -11,6 +11,12 @@ Client -> server (one JSON object per text frame)::
 Server -> client, besides the replies: ``{"type": "event", "seq", "ts", "data"}`` and
 ``{"type": "reset", "since", "first", "lost"}`` from the feed, and
 ``{"type": "error", "code", "message"}`` for a request it could not serve.
+
+With a token configured, a client authenticates in the handshake (subprotocols
+``wirelab.v1, bearer.<token>``; a wrong token is refused with HTTP 401) or with an auth
+frame as its first message within 5 s. Credentials in the URL's query string are refused
+with HTTP 400 whether or not a token is configured. A draining server closes with 1001 and
+the reason ``{"reconnect_after_ms": N}``.
 
 Frames that break the contract end the connection with a close code, because the client
 is out of step with the protocol: binary 1003, not a JSON object 1007, failed auth 1008,

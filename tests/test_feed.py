@@ -172,3 +172,20 @@ def test_redis_resume_past_retention_is_an_explicit_reset(redis_url: str) -> Non
             await feed.close()
 
     run(scenario)
+
+
+def test_skip_seq_test_hook_leaves_a_hole_clients_can_see() -> None:
+    async def scenario() -> None:
+        feed = MemoryFeed()
+        feed.skip_seqs = frozenset({3, 4})
+        for index in range(6):
+            await feed.append(str(index))
+        subscription = feed.subscribe(since=0)
+        seqs = [event.seq for event in await subscription.next_batch(timeout=1)]
+        assert seqs == [1, 2, 5, 6]
+        feed.skip_seqs = frozenset({7})
+        await feed.append("7")
+        assert await subscription.next_batch(timeout=0.1) == []
+        assert subscription.cursor == 7
+
+    run(scenario)

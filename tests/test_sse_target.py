@@ -108,9 +108,7 @@ def test_last_event_id_resumes_on_another_replica_without_gap_or_duplicate(
 def test_resume_past_retention_is_an_explicit_reset_event(targets) -> None:
     sse = targets.start("sse", args=["--rate", "200", "--retention", "20"])
     time.sleep(0.5)
-    _, messages = read_messages(
-        sse.url("sse", "/stream"), headers={"Last-Event-ID": "1"}, count=5
-    )
+    _, messages = read_messages(sse.url("sse", "/stream"), headers={"Last-Event-ID": "1"}, count=5)
     reset = messages[1]
     assert reset.event == "reset"
     body = json.loads(reset.data)

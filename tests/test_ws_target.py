@@ -218,6 +218,21 @@ def test_second_subscribe_replaces_the_first_and_unsubscribe_stops_the_stream(
     ws.close()
 
 
+@pytest.mark.parametrize("payload_size", [10, 200, 70_000])
+def test_events_of_every_frame_length_class_arrive_whole(
+    targets: TargetFactory, payload_size: int
+) -> None:
+    # 7-bit, 16-bit and 64-bit payload lengths: the three ways a frame header says its size.
+    running = targets.start("ws", args=["--rate", "50", "--payload-size", str(payload_size)])
+    ws = connect(running)
+    send(ws, {"type": "subscribe", "since": 0})
+    recv_until(ws, "subscribed")
+    events = recv_events(ws, 5)
+    assert_contiguous(events, 1)
+    assert all(len(event["data"]) == payload_size for event in events)
+    ws.close()
+
+
 def test_echo_is_answered_while_a_subscription_is_streaming(targets: TargetFactory) -> None:
     running = targets.start("ws", args=["--rate", "500"])
     ws = connect(running)

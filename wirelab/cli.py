@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--rate", type=_positive_float, default=10.0, help="events/s published")
     feed.add_argument("--payload-size", type=_size, default=64, help="bytes of data per event")
     feed.add_argument("--retention", type=int, default=10_000, help="events kept for resume")
+    feed.add_argument(
+        "--test-skip-seq",
+        default="",
+        metavar="N[,M...]",
+        help="TEST HOOK: never deliver these seqs to clients (proves gap detection)",
+    )
     behaviour = serve.add_argument_group("behaviour")
     behaviour.add_argument("--grace", type=_duration, default=10.0, help="shutdown grace period")
     behaviour.add_argument(
@@ -107,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     behaviour.add_argument("--heartbeat", type=_duration, default=15.0, help="stream heartbeat")
     behaviour.add_argument("--retry-ms", type=int, default=1000, help="reconnect hint base")
+    behaviour.add_argument(
+        "--retry-jitter-ms",
+        type=int,
+        default=2000,
+        help="random extra on the reconnect hint while draining, so clients spread out",
+    )
     behaviour.add_argument(
         "--max-message-bytes", type=_size, default=1024 * 1024, help="largest client message"
     )
@@ -152,9 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     push.add_argument("--url", required=True, help="influxdb://host:8086/db or influxdb2://...")
 
-    demo = commands.add_parser("demo", help="bring up the local lab and show it answering")
-    demo.add_argument("--duration", type=_duration, default=20.0, help="how long to run")
-    demo.add_argument("--port-base", type=int, default=0, help="0 picks free ports")
+    demo = commands.add_parser(
+        "demo", help="the smoke scenario on the local lab, with a summary and an HTML report"
+    )
+    demo.add_argument("--duration", type=_duration, default=45.0, help="how long to run")
+    demo.add_argument(
+        "--report-dir", type=Path, default=Path("reports"), help="where run directories go"
+    )
     return parser
 
 
@@ -182,7 +198,7 @@ def _add_lab_arguments(parser: argparse.ArgumentParser) -> None:
     for protocol, example in (
         ("rest", "http://host:8080"),
         ("sse", "http://host:8081"),
-        ("ws", "ws://host:8082/ws"),
+        ("ws", "ws://host:8082"),
         ("grpc", "host:8083"),
     ):
         parser.add_argument(f"--{protocol}-url", help=f"this protocol's target, e.g. {example}")
@@ -234,6 +250,7 @@ def _serve_targets(args: argparse.Namespace) -> int:
         drain_delay=args.drain_delay,
         heartbeat=args.heartbeat,
         retry_ms=args.retry_ms,
+        retry_jitter_ms=args.retry_jitter_ms,
         max_message_bytes=args.max_message_bytes,
         # A token on the command line would show in `ps`: it comes from the environment.
         token=os.environ.get("WIRELAB_TARGET_TOKEN") or None,
@@ -244,8 +261,16 @@ def _serve_targets(args: argparse.Namespace) -> int:
         rate=args.rate,
         payload_size=args.payload_size,
         retention=args.retention,
+        skip_seqs=_parse_seqs(args.test_skip_seq),
     )
     return serve(ports, settings, feed)
+
+
+def _parse_seqs(text: str) -> frozenset[int]:
+    try:
+        return frozenset(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise UsageError(f"--test-skip-seq {text!r} is not a list of seq numbers") from None
 
 
 def _scenario_from(args: argparse.Namespace):  # -> Scenario (imported lazily)
@@ -365,7 +390,7 @@ def _influx(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo  # noqa: PLC0415
 
-    return run_demo(duration=args.duration, port_base=args.port_base)
+    return run_demo(duration=args.duration, report_dir=args.report_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

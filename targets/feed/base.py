@@ -55,6 +55,10 @@ class Feed(ABC):
         self._changed = asyncio.Event()
         #: Latest seq known on this replica (0 before the first event).
         self.head = 0
+        #: TEST HOOK: seqs this replica never hands to clients, as a buggy server would.
+        #: The log stays whole; only what clients receive has a hole. Tests and the gap
+        #: detection demo use it (``--test-skip-seq``); it is empty in normal runs.
+        self.skip_seqs: frozenset[int] = frozenset()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -110,6 +114,18 @@ class Feed(ABC):
 
     async def read(self, since: int, limit: int = MAX_PAGE) -> Page:
         """Events after ``since`` (at most ``limit``), or a reset if ``since`` is gone."""
+        page = await self._read(since, limit)
+        if self.skip_seqs and page.events:
+            kept = [event for event in page.events if event.seq not in self.skip_seqs]
+            if kept:
+                page.events = kept
+            else:
+                # Everything skipped: return the last one's position as an empty page so
+                # the client's cursor still moves past the hole.
+                page = Page(since=page.events[-1].seq, head=page.head)
+        return page
+
+    async def _read(self, since: int, limit: int) -> Page:
         limit = max(1, min(limit, MAX_PAGE))
         ring = self._ring
         if since == self.head:
@@ -160,8 +176,10 @@ class Subscription:
                 if page.reset is not None:
                     batch.append(page.reset)
                 batch.extend(page.events)
+                # No await between here and the return: a cancellation cannot land between
+                # moving the cursor and handing the batch over.
+                self.cursor = page.cursor
                 if batch:
-                    self.cursor = page.cursor
                     return batch
             signal = feed._changed
             if deadline is None:

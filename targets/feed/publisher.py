@@ -29,15 +29,20 @@ class Publisher:
         self.payload_size = payload_size
         self.published = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         if self.rate > 0 and self._task is None:
             self._task = asyncio.create_task(self._run(), name="publisher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task = self._task
+        if task is not None:
+            self._stopping = True
+            task.cancel()
+            # redis-py may swallow a cancellation that lands inside a command; the loop
+            # also watches the flag, so the wait is bounded either way.
+            await asyncio.wait({task}, timeout=3.0)
             self._task = None
 
     async def _run(self) -> None:
@@ -48,12 +53,13 @@ class Publisher:
         leader = False
         started = time.monotonic()
         due = 0
-        while True:
+        while not self._stopping:
             now = time.monotonic()
             if now - lease_checked >= 1.0:
+                was_leader = leader
                 leader = await self.feed.claim_publisher()
                 lease_checked = now
-                if leader:
+                if leader and not was_leader:
                     # A new leader starts on schedule from now, not with a backlog.
                     started, due = now, 0
             if leader:

@@ -66,11 +66,14 @@ class Router:
     """Maps ``(method, path)`` to a handler; ``{name}`` segments become ``request.params``."""
 
     def __init__(self) -> None:
-        self._exact: dict[str, dict[str, tuple[Handler, bool]]] = {}
-        self._patterns: list[tuple[list[str], dict[str, tuple[Handler, bool]]]] = []
+        self._exact: dict[str, dict[str, tuple[Handler, bool, str]]] = {}
+        self._patterns: list[tuple[list[str], dict[str, tuple[Handler, bool, str]]]] = []
+        #: Requests routed, by ``"METHOD /path/{pattern}"``: the server side of the count
+        #: a load generator reports, so the two can be compared.
+        self.served: dict[str, int] = {}
 
     def add(self, method: str, path: str, handler: Handler) -> None:
-        entry = (handler, inspect.iscoroutinefunction(handler))
+        entry = (handler, inspect.iscoroutinefunction(handler), f"{method} {path}")
         if "{" not in path:
             self._exact.setdefault(path, {})[method] = entry
             return
@@ -82,6 +85,7 @@ class Router:
         self._patterns.append((parts, {method: entry}))
 
     def resolve(self, request: Request) -> tuple[Handler, bool]:
+        """The handler for ``request`` and whether it is async; 404/405 otherwise."""
         methods = self._exact.get(request.path)
         if methods is None:
             methods = self._match_pattern(request)
@@ -90,17 +94,18 @@ class Router:
         entry = methods.get(request.method)
         if entry is None and request.method == "HEAD":
             entry = methods.get("GET")
-        if entry is None:
-            allow = ", ".join(sorted(methods))
-            raise HttpError(
-                405,
-                "method_not_allowed",
-                f"{request.method} is not allowed on {request.path}",
-                headers=[("Allow", allow)],
-            )
-        return entry
+        if entry is not None:
+            served = self.served
+            served[entry[2]] = served.get(entry[2], 0) + 1
+            return entry[0], entry[1]
+        raise HttpError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path}",
+            headers=[("Allow", ", ".join(sorted(methods)))],
+        )
 
-    def _match_pattern(self, request: Request) -> dict[str, tuple[Handler, bool]] | None:
+    def _match_pattern(self, request: Request) -> dict[str, tuple[Handler, bool, str]] | None:
         parts = request.path.strip("/").split("/")
         for pattern, methods in self._patterns:
             if len(pattern) != len(parts):

@@ -17,6 +17,7 @@ class HttpTarget(Target):
         self.router = Router()
         self.router.add("GET", "/healthz", self._healthz)
         self.router.add("GET", "/readyz", self._readyz)
+        self.router.add("GET", "/stats", self._stats)
         self.add_routes(self.router)
         limits = ServerLimits(max_body_bytes=self.settings.max_message_bytes)
         self.server = HttpServer(self.router, limits=limits, name=self.protocol)
@@ -41,6 +42,20 @@ class HttpTarget(Target):
 
     def _healthz(self, request: Request) -> Response:
         return Response.json({"status": "ok", "protocol": self.protocol})
+
+    def stats(self) -> dict[str, object]:
+        """Server-side figures a client cannot see; subclasses add their own."""
+        return {
+            "protocol": self.protocol,
+            "accepted_connections": self.server.accepted,
+            "active_connections": len(self.server.connections),
+            "requests": dict(self.server.router.served),
+            "feed_head": self.feed.head,
+        }
+
+    def _stats(self, request: Request) -> Response:
+        self.authorize(request)
+        return Response.json(self.stats(), headers=[("Cache-Control", "no-store")])
 
     def _readyz(self, request: Request) -> Response:
         if self.ready:

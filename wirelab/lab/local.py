@@ -44,7 +44,7 @@ def target_urls(host: str, ports: dict[str, int]) -> dict[str, str]:
         if protocol == "grpc":
             urls[protocol] = f"{host}:{port}"
         elif protocol == "ws":
-            urls[protocol] = f"ws://{host}:{port}/ws"
+            urls[protocol] = f"ws://{host}:{port}"
         else:
             urls[protocol] = f"http://{host}:{port}"
     return urls
@@ -144,6 +144,8 @@ class LocalLab:
             "60",
             "--exit-code-on-error",
             "0",
+            # A lost worker's users move to the others instead of silently vanishing.
+            "--enable-rebalancing",
             "--stop-timeout",
             "5",
             "--csv",

@@ -17,6 +17,9 @@ from typing import Any
 #: Below this a value counts as "zero" (sub-microsecond clocks are noise here).
 MIN_VALUE_US = 1.0
 
+# gamma and log(gamma) per relative error, computed once.
+_MAPPINGS: dict[float, tuple[float, float]] = {}
+
 
 class LogHistogram:
     """Counts of values by log bucket; exact merge, ≤ ``relative_error`` on quantiles."""
@@ -34,11 +37,15 @@ class LogHistogram:
     )
 
     def __init__(self, relative_error: float = 0.01) -> None:
-        if not 0 < relative_error < 1:
-            raise ValueError("relative_error must be in (0, 1)")
+        mapping = _MAPPINGS.get(relative_error)
+        if mapping is None:
+            if not 0 < relative_error < 1:
+                raise ValueError("relative_error must be in (0, 1)")
+            gamma = (1 + relative_error) / (1 - relative_error)
+            mapping = _MAPPINGS[relative_error] = (gamma, math.log(gamma))
         self.relative_error = relative_error
-        self.gamma = (1 + relative_error) / (1 - relative_error)
-        self._log_gamma = math.log(self.gamma)
+        # The master builds thousands of these a second (one per series per report).
+        self.gamma, self._log_gamma = mapping
         self.buckets: dict[int, int] = {}
         self.zeros = 0
         self.count = 0
@@ -72,9 +79,15 @@ class LogHistogram:
         """Add every sample of ``other`` (same relative error) to this histogram."""
         if other.relative_error != self.relative_error:
             raise ValueError("cannot merge histograms with different relative errors")
+        if not other.count:
+            return
         buckets = self.buckets
-        for index, count in other.buckets.items():
-            buckets[index] = buckets.get(index, 0) + count
+        if not buckets:
+            # The master's common case (a key's first delta of an interval): a C-speed copy.
+            self.buckets = dict(other.buckets)
+        else:
+            for index, count in other.buckets.items():
+                buckets[index] = buckets.get(index, 0) + count
         self.zeros += other.zeros
         self.count += other.count
         self.sum += other.sum
@@ -122,10 +135,16 @@ class LogHistogram:
         return self.sum / self.count if self.count else None
 
     def to_wire(self) -> dict[str, Any]:
-        """A msgpack/JSON-friendly form (string bucket keys survive JSON)."""
+        """A msgpack/JSON-friendly form.
+
+        Buckets travel as two parallel lists (indices ``i``, counts ``c``): they survive
+        JSON as they are, and ``dict(zip(i, c))`` rebuilds them at C speed on the master,
+        which decodes every worker's report every interval.
+        """
         return {
             "e": self.relative_error,
-            "b": {str(index): count for index, count in self.buckets.items()},
+            "i": list(self.buckets),
+            "c": list(self.buckets.values()),
             "z": self.zeros,
             "n": self.count,
             "s": self.sum,
@@ -136,7 +155,10 @@ class LogHistogram:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> LogHistogram:
         histogram = cls(data["e"])
-        histogram.buckets = {int(index): int(count) for index, count in data["b"].items()}
+        if "i" in data:
+            histogram.buckets = dict(zip(data["i"], data["c"], strict=True))
+        else:  # the first wire form: a dict with string keys
+            histogram.buckets = {int(index): int(count) for index, count in data["b"].items()}
         histogram.zeros = int(data["z"])
         histogram.count = int(data["n"])
         histogram.sum = float(data["s"])

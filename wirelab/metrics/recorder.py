@@ -78,6 +78,10 @@ class Recorder:
             _clear_stream(series)
         return {"requests": requests, "streams": streams}
 
+    def connections(self) -> int:
+        """Streams this process holds open now (the sum of its ``connected`` gauges)."""
+        return sum(series.connected for series in self._streams.values())
+
 
 def _clear_request(series: RequestSeries) -> None:
     series.count = series.failures = series.bytes = series.dropped = 0
@@ -105,65 +109,126 @@ def recorder() -> Recorder:
 
 
 class Aggregate:
-    """The master's merge of every worker's deltas: run totals plus the open interval."""
+    """The master's merge of every worker's deltas: run totals plus the open interval.
+
+    A delta is merged once, into the open interval; the interval is folded into the run's
+    totals when it is taken. So the master's cost per worker report is one decode and one
+    merge per series, and the totals cost one merge per series per interval, however many
+    workers report. Reading :attr:`requests`/:attr:`streams` mid-interval includes the open
+    interval.
+    """
 
     def __init__(self) -> None:
-        self.requests: dict[SeriesKey, RequestSeries] = {}
-        self.streams: dict[SeriesKey, StreamSeries] = {}
+        self._done_requests: dict[SeriesKey, RequestSeries] = {}
+        self._done_streams: dict[SeriesKey, StreamSeries] = {}
         self.interval_requests: dict[SeriesKey, RequestSeries] = {}
         self.interval_streams: dict[SeriesKey, StreamSeries] = {}
         #: Latest ``connected`` gauge per worker and stream; summed for the run's value.
         self.connected: dict[str, dict[SeriesKey, int]] = {}
+        #: Highest summed ``connected`` seen at an interval boundary, per stream.
+        self.connected_peak: dict[SeriesKey, int] = {}
         #: Latest health sample per worker (CPU, RSS, greenlets, connections).
         self.health: dict[str, dict[str, Any]] = {}
+        #: Health samples received since the last :meth:`take_health`.
+        self.interval_health: dict[str, dict[str, Any]] = {}
+        #: Every worker that ever reported.
+        self.workers: set[str] = set()
         self.reports = 0
+
+    @property
+    def requests(self) -> dict[SeriesKey, RequestSeries]:
+        """Run totals per request series (a fresh dict when an interval is open)."""
+        if not self.interval_requests:
+            return self._done_requests
+        totals = {key: _copy_request(series) for key, series in self._done_requests.items()}
+        _fold(totals, self.interval_requests, _copy_request, RequestSeries.merge)
+        return totals
+
+    @property
+    def streams(self) -> dict[SeriesKey, StreamSeries]:
+        """Run totals per stream series; ``connected`` there is 0 (see :meth:`connected_now`)."""
+        if not self.interval_streams:
+            return self._done_streams
+        totals = {key: _copy_stream(series) for key, series in self._done_streams.items()}
+        _fold(totals, self.interval_streams, _copy_stream, _merge_counters)
+        return totals
 
     def add(self, worker: str, delta: dict[str, Any]) -> None:
         """Merge one worker's delta (as produced by :meth:`Recorder.take_delta`)."""
         self.reports += 1
+        self.workers.add(worker)
+        interval_requests = self.interval_requests
         for data in delta.get("requests", ()):
             series = RequestSeries.from_wire(data)
-            _merge_into(self.requests, series, RequestSeries)
-            _merge_into(self.interval_requests, series, RequestSeries)
+            current = interval_requests.get(series.key)
+            if current is None:
+                interval_requests[series.key] = series  # decoded just now: ours to keep
+            else:
+                current.merge(series)
         gauges = self.connected.setdefault(worker, {})
+        interval_streams = self.interval_streams
         for data in delta.get("streams", ()):
             series = StreamSeries.from_wire(data)
             gauges[series.key] = series.connected
-            _merge_stream(self.streams, series)
-            _merge_stream(self.interval_streams, series)
+            series.connected = 0  # gauges are summed per worker in take_interval
+            current = interval_streams.get(series.key)
+            if current is None:
+                interval_streams[series.key] = series
+            else:
+                current.merge(series, gauges=False)
         if "health" in delta:
             self.health[worker] = delta["health"]
+            self.interval_health[worker] = delta["health"]
 
     def forget_worker(self, worker: str) -> None:
         """A worker is gone: its open streams no longer count; its counts stay in the totals."""
         self.connected.pop(worker, None)
         self.health.pop(worker, None)
+        self.interval_health.pop(worker, None)
 
     def connected_now(self, key: SeriesKey) -> int:
+        """Open streams of ``key`` across the workers still counted."""
         return sum(gauges.get(key, 0) for gauges in self.connected.values())
 
+    def take_health(self) -> dict[str, dict[str, Any]]:
+        """Health samples per worker received since the last call."""
+        health, self.interval_health = self.interval_health, {}
+        return health
+
     def take_interval(self) -> tuple[dict[SeriesKey, RequestSeries], dict[SeriesKey, StreamSeries]]:
-        """The figures merged since the last call (for one sink write); starts a new interval."""
+        """The figures merged since the last call (for one sink write); starts a new interval.
+
+        The returned series belong to the caller; the totals keep their own copies.
+        """
         requests, streams = self.interval_requests, self.interval_streams
         self.interval_requests, self.interval_streams = {}, {}
+        _fold(self._done_requests, requests, _copy_request, RequestSeries.merge)
+        _fold(self._done_streams, streams, _copy_stream, _merge_counters)
         for key, series in streams.items():
             series.connected = self.connected_now(key)
+            if series.connected > self.connected_peak.get(key, 0):
+                self.connected_peak[key] = series.connected
         return requests, streams
 
 
-def _merge_into(target: dict, series: RequestSeries, kind: type[RequestSeries]) -> None:
-    existing = target.get(series.key)
-    if existing is None:
-        target[series.key] = kind.from_wire(series.to_wire())
-    else:
-        existing.merge(series)
+def _copy_request(series: RequestSeries) -> RequestSeries:
+    return RequestSeries.from_wire(series.to_wire())
 
 
-def _merge_stream(target: dict[SeriesKey, StreamSeries], series: StreamSeries) -> None:
-    existing = target.get(series.key)
-    if existing is None:
-        copy = StreamSeries.from_wire(series.to_wire())
-        copy.connected = 0
-        target[series.key] = copy
-    else:
-        existing.merge(series, gauges=False)
+def _copy_stream(series: StreamSeries) -> StreamSeries:
+    copy = StreamSeries.from_wire(series.to_wire())
+    copy.connected = 0
+    return copy
+
+
+def _merge_counters(total: StreamSeries, series: StreamSeries) -> None:
+    total.merge(series, gauges=False)
+
+
+def _fold(totals: dict, interval: dict, copy: Any, merge: Any) -> None:
+    for key, series in interval.items():
+        total = totals.get(key)
+        if total is None:
+            totals[key] = copy(series)
+        else:
+            merge(total, series)

@@ -42,7 +42,7 @@ def line_chart(
     *,
     title: str,
     unit: str = "",
-    width: int = 640,
+    width: int = 620,
     height: int = 240,
     markers: list[tuple[float, str]] | None = None,
 ) -> str:

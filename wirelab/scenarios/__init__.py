@@ -97,6 +97,14 @@ class Scenario:
             raise ScenarioError(f"unknown protocol {unknown[0]!r}: choose from {choices}")
         keep = {key for name in names for key in PROTOCOL_USERS[name]}
         self.users = {key: count for key, count in self.users.items() if key in keep}
+        # The scenario's own thresholds about protocols left out would fail for lack of
+        # data; they go too (thresholds given on the command line stay).
+        self.thresholds = [
+            expression
+            for expression in self.thresholds
+            if expression.split(":", 1)[0].split(" ", 1)[0] in {*names, "*"}
+            or expression.split(":", 1)[0].split(" ", 1)[0] not in PROTOCOL_USERS
+        ]
         if self.total_users == 0:
             raise ScenarioError(f"scenario {self.name!r} has no users for {', '.join(names)}")
 

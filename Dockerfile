@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# One image for every wirelab process on a cluster: the Locust master and workers (the chart
+# runs them through helm/wirelab/files/cluster_run.py), the reference targets
+# (`wirelab targets serve ...`) and the helm test. Different commands, same bits.
+#
+#   docker build -t ghcr.io/wirelab/wirelab:0.1.0 .
+#   docker run --rm -p 8080:8080 ghcr.io/wirelab/wirelab:0.1.0 targets serve rest --host 0.0.0.0 --port 8080
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+# The pins first: the dependency layer is rebuilt only when they change.
+COPY constraints.txt ./
+COPY pyproject.toml README.md ./
+COPY wirelab ./wirelab
+COPY targets ./targets
+# A virtualenv is the unit that moves to the runtime stage: no compilers, no build leftovers.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --constraint constraints.txt . \
+    && cd / && /opt/venv/bin/python -c "import wirelab.targets.runner, wirelab.users, locust"
+
+FROM python:3.11-slim-bookworm
+ARG UID=10001
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HOME=/tmp
+RUN groupadd --system --gid ${UID} wirelab \
+    && useradd --system --uid ${UID} --gid ${UID} --home-dir /tmp --shell /usr/sbin/nologin wirelab
+COPY --from=build /opt/venv /opt/venv
+# The same pins for extra packages installed at run time (the chart's run.extraPipPackages).
+COPY constraints.txt /opt/wirelab/constraints.txt
+COPY locustfiles /opt/wirelab/locustfiles
+WORKDIR /tmp
+# A numeric user, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
+USER 10001:10001
+EXPOSE 8080 8081 8082 8083 5557 8089
+# No HEALTHCHECK: every role has its own readiness (/readyz, gRPC health, Locust's ports)
+# and Kubernetes probes them; one image-wide check would be wrong for most of them.
+ENTRYPOINT ["wirelab"]
+CMD ["--help"]

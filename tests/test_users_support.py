@@ -1,0 +1,128 @@
+"""Helpers for the user-class tests: run Locust users in a child process, read what they saw.
+
+Locust monkey-patches the interpreter with gevent on import, so the users never run inside
+the pytest process: :func:`run_users` starts ``python -m wirelab.users.harness`` (a real
+Locust ``Environment`` and local runner, bounded in users and seconds) and returns its JSON.
+This module holds no tests: the other ``test_users_*`` modules use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.targets import TargetFactory
+
+REPO = Path(__file__).resolve().parents[1]
+LOCUSTFILES = REPO / "locustfiles"
+
+
+def shared_targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetFactory]:
+    """Targets shared by the tests of one module (each start costs ~1 s of a 2-core box).
+
+    A test module makes it its fixture with
+    ``module_targets = pytest.fixture(scope="module", name="module_targets")(shared_targets)``.
+    """
+    factory = TargetFactory(tmp_path_factory.mktemp("targets"))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+def write_locustfile(directory: Path, source: str, name: str = "users_under_test.py") -> Path:
+    """A locustfile with ``source`` (dedented), for a user subclass made for one test."""
+    path = directory / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def harness_command(
+    locustfile: Path | str,
+    *,
+    users: int,
+    duration: float,
+    args: list[str],
+    user_classes: list[str] | None = None,
+    spawn_rate: float = 100,
+) -> list[str]:
+    command = [
+        sys.executable, "-m", "wirelab.users.harness",
+        "--locustfile", str(locustfile),
+        "--users", str(users),
+        "--spawn-rate", str(spawn_rate),
+        "--duration", str(duration),
+    ]  # fmt: skip
+    for name in user_classes or ():
+        command += ["--user-class", name]
+    return [*command, "--", *args]
+
+
+def harness_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("WIRELAB_", "LOCUST_"))
+    }
+    env.update(extra or {})
+    return env
+
+
+def parse_output(stdout: str, stderr: str, returncode: int) -> dict[str, Any]:
+    assert returncode == 0, f"harness exited {returncode}\n{stderr[-4000:]}"
+    lines = stdout.strip().splitlines()
+    assert lines, f"harness printed nothing\n{stderr[-4000:]}"
+    result = json.loads(lines[-1])
+    result["stderr"] = stderr
+    return result
+
+
+def run_users(
+    locustfile: Path | str,
+    *,
+    users: int,
+    duration: float,
+    args: list[str],
+    user_classes: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """Run the locustfile's users for ``duration`` s in a child process; its JSON report."""
+    completed = subprocess.run(  # noqa: PLW1510 - the exit code is checked with the output
+        harness_command(
+            locustfile, users=users, duration=duration, args=args, user_classes=user_classes
+        ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=harness_env(env),
+        cwd=REPO,
+    )
+    return parse_output(completed.stdout, completed.stderr, completed.returncode)
+
+
+def stat(result: dict[str, Any], request_type: str, name: str) -> dict[str, Any]:
+    """Locust's stats entry for ``(request_type, name)``; fails listing what there is."""
+    key = f"{request_type} {name}"
+    assert key in result["stats"], f"no requests named {key!r}; got {sorted(result['stats'])}"
+    return result["stats"][key]
+
+
+def stream(result: dict[str, Any], protocol: str, name: str) -> dict[str, Any]:
+    """wirelab's stream series ``(protocol, name)`` as recorded over the whole run."""
+    key = f"{protocol} {name}"
+    assert key in result["streams"], f"no stream {key!r}; got {sorted(result['streams'])}"
+    return result["streams"][key]
+
+
+def assert_no_failures(result: dict[str, Any]) -> None:
+    failing = {key: entry for key, entry in result["stats"].items() if entry["failures"]}
+    assert not failing, f"failures: {failing}\nerrors: {result['errors']}"

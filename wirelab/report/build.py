@@ -1,0 +1,109 @@
+"""After a run: read what the master recorded, judge the thresholds, write the report."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ..metrics.results import RunResults, load_results
+from ..thresholds import Verdict, evaluate
+from .html import render_report
+from .summary import build_junit, build_summary
+
+if TYPE_CHECKING:
+    from ..run import RunPlan
+
+EXIT_OK, EXIT_THRESHOLD_FAILED, EXIT_INCOMPLETE = 0, 1, 3
+
+
+def _load(plan: RunPlan, incomplete: list[str]) -> RunResults | None:
+    try:
+        results = load_results(plan.run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        incomplete.append(f"no results were recorded ({exc})")
+        return None
+    if not results.complete:
+        incomplete.append("the master did not write its final metrics")
+    seen, lost = set(results.workers_seen), {w.get("worker") for w in results.workers_lost}
+    if seen and seen <= lost:
+        incomplete.append("every worker was lost")
+    elif not seen and results.complete:
+        incomplete.append("no worker ever reported")
+    return results
+
+
+def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) -> int:
+    """Write summary.json, junit.xml and report.html; print the verdict; return the exit code."""
+    run_dir = plan.run_dir
+    incomplete = list(incomplete)
+    results = _load(plan, incomplete)
+    duration = plan.scenario.duration
+    if results is not None and results.started_at and results.ended_at:
+        duration = max(0.001, results.ended_at - results.started_at)
+    verdicts: list[Verdict] = []
+    if results is not None:
+        verdicts = evaluate(plan.thresholds, results.requests, results.streams, duration_s=duration)
+    if incomplete:
+        code = EXIT_INCOMPLETE
+    elif any(not verdict.passed for verdict in verdicts):
+        code = EXIT_THRESHOLD_FAILED
+    else:
+        code = EXIT_OK
+    summary = build_summary(
+        run_id=plan.run_id,
+        scenario=plan.scenario.name,
+        duration_s=round(duration, 3),
+        results=results,
+        verdicts=verdicts,
+        incomplete=incomplete,
+        exit_code=code,
+        open_model=plan.scenario.rate is not None,
+    )
+    summary["wall_time_s"] = round(wall_time_s, 1)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (run_dir / "junit.xml").write_text(build_junit(plan.run_id, verdicts, incomplete))
+    (run_dir / "report.html").write_text(render_report(summary, results))
+    print(format_terminal_summary(summary))
+    print(f"\nreport: {run_dir / 'report.html'}\nsummary: {run_dir / 'summary.json'}")
+    return code
+
+
+def format_terminal_summary(summary: dict) -> str:
+    """A compact table for the terminal, then each threshold's verdict."""
+    lines = [
+        "",
+        f"{'name':<28}{'count':>9}{'fail':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}",
+    ]
+    for row in summary["requests"]:
+        lat = row["latency_ms"]
+        lines.append(
+            f"{row['name'][:27]:<28}{row['count']:>9}{row['failures']:>7}"
+            + "".join(_cell(lat[key]) for key in ("p50", "p95", "p99", "max"))
+        )
+    if summary["streams"]:
+        lines.append(
+            f"\n{'stream':<28}{'delivered':>10}{'missing':>9}{'dup':>6}{'resets':>8}"
+            f"{'reconn':>8}{'lag p99':>9}"
+        )
+        for row in summary["streams"]:
+            lines.append(
+                f"{row['name'][:27]:<28}{row['delivered']:>10}{row['missing']:>9}"
+                f"{row['duplicates']:>6}{row['resets']:>8}{row['reconnects']:>8}"
+                + _cell(row["lag_ms"]["p99"])
+            )
+    if summary["thresholds"]:
+        lines.append("")
+        for row in summary["thresholds"]:
+            mark = "ok  " if row["passed"] else "FAIL"
+            lines.append(f"  {mark} {row['expression']} [{row['subject']}]: {row['detail']}")
+    for lost in summary["workers"]["lost"]:
+        lines.append(f"  note: worker {lost.get('worker')} was lost; its earlier counts are kept")
+    for reason in summary["incomplete"]:
+        lines.append(f"  INCOMPLETE: {reason}")
+    verdict = {0: "PASSED", 1: "FAILED (a threshold)"}.get(summary["exit_code"], "INCOMPLETE")
+    lines.append(f"\nrun {summary['run_id']}: {verdict} (exit code {summary['exit_code']})")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return f"{'-' if value is None else f'{value:.1f}':>9}"

@@ -1,0 +1,130 @@
+"""``summary.json`` and ``junit.xml``: the machine-readable verdict of a run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from ..metrics.histogram import LogHistogram
+from ..metrics.results import RunResults
+from ..thresholds import Verdict
+
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
+
+
+def histogram_ms(histogram: LogHistogram) -> dict[str, float | None]:
+    """Percentiles, max and mean of a µs histogram, in ms (``None`` when empty)."""
+    if not histogram:
+        return {**dict.fromkeys(QUANTILES), "max": None, "mean": None}
+    values = histogram.quantiles(list(QUANTILES.values()))
+    figures: dict[str, float | None] = {
+        name: round(values[q] / 1000, 3) for name, q in QUANTILES.items()
+    }
+    figures["max"] = round(histogram.max / 1000, 3)
+    figures["mean"] = round(histogram.mean / 1000, 3)
+    return figures
+
+
+def build_summary(
+    *,
+    run_id: str,
+    scenario: str,
+    duration_s: float,
+    results: RunResults | None,
+    verdicts: list[Verdict],
+    incomplete: list[str],
+    exit_code: int,
+    open_model: bool,
+) -> dict[str, Any]:
+    """Everything a pipeline needs to gate or trend on, in one JSON document."""
+    requests: list[dict[str, Any]] = []
+    streams: list[dict[str, Any]] = []
+    if results is not None:
+        for series in sorted(results.requests.values(), key=lambda s: (s.protocol, s.name)):
+            row: dict[str, Any] = {
+                "name": series.name,
+                "protocol": series.protocol,
+                "count": series.count,
+                "failures": series.failures,
+                "error_rate": round(series.failures / series.count, 6) if series.count else 0.0,
+                "rps": round(series.count / duration_s, 2) if duration_s else None,
+                "bytes": series.bytes,
+                "latency_ms": histogram_ms(series.latency),
+                "errors": dict(series.errors),
+            }
+            if series.service:
+                row["service_ms"] = histogram_ms(series.service)
+            if series.dropped or open_model:
+                row["dropped"] = series.dropped
+            requests.append(row)
+        for series in sorted(results.streams.values(), key=lambda s: (s.protocol, s.name)):
+            streams.append(
+                {
+                    "name": series.name,
+                    "protocol": series.protocol,
+                    "delivered": series.delivered,
+                    "gaps": series.gaps,
+                    "missing": series.missing,
+                    "duplicates": series.duplicates,
+                    "out_of_order": series.out_of_order,
+                    "resets": series.resets,
+                    "reset_lost": series.reset_lost,
+                    "connects": series.connects,
+                    "disconnects": series.disconnects,
+                    "reconnects": series.reconnects,
+                    "connect_failures": series.connect_failures,
+                    "goaways": series.goaways,
+                    "connected_peak": series.connected,
+                    "lag_ms": histogram_ms(series.lag),
+                    "reconnect_ms": histogram_ms(series.reconnect_time),
+                }
+            )
+    return {
+        "run_id": run_id,
+        "scenario": scenario,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "duration_s": duration_s,
+        "exit_code": exit_code,
+        "passed": exit_code == 0,
+        "incomplete": incomplete,
+        "model": "open (latency from intended start)" if open_model else "closed",
+        "requests": requests,
+        "streams": streams,
+        "thresholds": [verdict.to_dict() for verdict in verdicts],
+        "workers": {
+            "seen": results.workers_seen if results else [],
+            "lost": results.workers_lost if results else [],
+        },
+        "sinks": results.sinks if results else [],
+        "annotations": results.annotations if results else [],
+    }
+
+
+def build_junit(run_id: str, verdicts: list[Verdict], incomplete: list[str]) -> str:
+    """JUnit XML: one test case per threshold verdict, so CI systems show each gate."""
+    suite = ET.Element(
+        "testsuite",
+        name=f"wirelab {run_id}",
+        tests=str(len(verdicts) + (1 if incomplete else 0)),
+        failures=str(sum(not v.passed for v in verdicts)),
+        errors=str(1 if incomplete else 0),
+    )
+    for verdict in verdicts:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname="wirelab.thresholds",
+            name=f"{verdict.threshold.expression} [{verdict.subject}]",
+        )
+        if not verdict.passed:
+            failure = ET.SubElement(case, "failure", message=verdict.detail)
+            failure.text = verdict.detail
+    if incomplete:
+        case = ET.SubElement(suite, "testcase", classname="wirelab.run", name="run completed")
+        error = ET.SubElement(case, "error", message="; ".join(incomplete))
+        error.text = "\n".join(incomplete)
+    ET.indent(suite)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )

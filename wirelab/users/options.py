@@ -1,0 +1,318 @@
+"""wirelab's Locust command-line options, each also readable from the environment.
+
+Registered on Locust's ``init_command_line_parser`` event when :mod:`wirelab.users` is
+imported, so ``locust -f locustfiles/all.py --help`` lists them, the web UI shows them in its
+start form, and the master forwards them to every worker with the spawn message (Locust
+does that for custom options). Resolution order for each: the command line (or web UI),
+then the environment variable, then the user class's own attribute, then Locust's
+``--host`` where the scheme fits.
+
+========================  ====================  ===========================================
+option                    environment           why
+========================  ====================  ===========================================
+``--rest-url``            WIRELAB_REST_URL      REST API base (``http://host:port``); also
+                                                used by the polling users
+``--sse-url``             WIRELAB_SSE_URL       SSE base URL; comma-separated replicas are
+                                                rotated through on reconnect
+``--ws-url``              WIRELAB_WS_URL        WebSocket base URL (``ws://host:port``);
+                                                comma-separated replicas, as for SSE
+``--grpc-target``         WIRELAB_GRPC_TARGET   ``host:port``; several comma-separated are
+                                                balanced client-side (round_robin)
+``--reconnect``           WIRELAB_RECONNECT     reconnect policy spec of stream users, e.g.
+                                                ``full_jitter:base=0.5,cap=10``
+``--rate``                WIRELAB_RATE          open model: arrival rate of each
+                                                request/response user class, total across
+                                                workers (``500/s``, ``3000/m``); unset:
+                                                closed model
+``--open-concurrency``    WIRELAB_OPEN_CONC...  open model: operations one user may have in
+                                                flight (pool = users x this)
+``--payload-size``        WIRELAB_PAYLOAD_SIZE  bytes of payload in echo and item bodies
+``--deliver-sample``      WIRELAB_DELIVER_SA... fraction of delivered events also fired as
+                                                Locust ``<protocol> deliver`` events (their
+                                                figures are always recorded in full)
+========================  ====================  ===========================================
+
+A bearer token comes only from the environment (``WIRELAB_TOKEN``): never from a command
+line (visible in ``ps``) or a URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+from locust import events
+from locust.runners import MasterRunner, WorkerRunner
+
+from ..reconnect import ReconnectPolicy
+from ..units import parse_size
+
+__all__ = [
+    "OPTIONS",
+    "MissingTargetError",
+    "Option",
+    "parse_rate",
+    "reconnect_policy",
+    "setting",
+    "split_urls",
+    "target_urls",
+    "token",
+]
+
+TOKEN_ENV = "WIRELAB_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One wirelab option: its flag, environment variable and one sentence of why."""
+
+    dest: str
+    flag: str
+    env: str
+    help: str
+    default: str | None = None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "rest_url", "--rest-url", "WIRELAB_REST_URL", "REST target base URL (http://host:port)."
+    ),
+    Option(
+        "sse_url",
+        "--sse-url",
+        "WIRELAB_SSE_URL",
+        "SSE target base URL; several, comma-separated, are rotated through on reconnect.",
+    ),
+    Option(
+        "ws_url",
+        "--ws-url",
+        "WIRELAB_WS_URL",
+        "WebSocket target base URL (ws://host:port); several, comma-separated, rotate.",
+    ),
+    Option(
+        "grpc_target",
+        "--grpc-target",
+        "WIRELAB_GRPC_TARGET",
+        "gRPC target host:port; several, comma-separated, are balanced round_robin.",
+    ),
+    Option(
+        "reconnect",
+        "--reconnect",
+        "WIRELAB_RECONNECT",
+        "Stream users' reconnect policy: immediate, fixed:delay=1, exponential, full_jitter, "
+        "decorrelated, server_hint (each takes base=,cap= in seconds).",
+        "server_hint:base=0.5,cap=30",
+    ),
+    Option(
+        "rate",
+        "--rate",
+        "WIRELAB_RATE",
+        "Open model: starts per second of each request/response user class, total across "
+        "workers (e.g. 500/s). Unset: closed model.",
+    ),
+    Option(
+        "open_concurrency",
+        "--open-concurrency",
+        "WIRELAB_OPEN_CONCURRENCY",
+        "Open model: operations one user may have in flight; the pool is users x this.",
+        "1",
+    ),
+    Option(
+        "payload_size",
+        "--payload-size",
+        "WIRELAB_PAYLOAD_SIZE",
+        "Bytes of payload in echo messages and item bodies (64, 4KiB).",
+        "64",
+    ),
+    Option(
+        "deliver_sample",
+        "--deliver-sample",
+        "WIRELAB_DELIVER_SAMPLE",
+        "Fraction of delivered events also fired as Locust 'deliver' request events "
+        "(gaps and duplicates always are; wirelab's own figures always count every event).",
+        "1.0",
+    ),
+)
+_BY_DEST = {option.dest: option for option in OPTIONS}
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("wirelab", "wirelab targets and load model")
+    for option in OPTIONS:
+        # default=None on the parser: an unset option must fall through to the environment
+        # variable read at run time (on the worker, where the user runs).
+        action = group.add_argument(
+            option.flag,
+            dest=option.dest,
+            type=str,
+            default=None,
+            help=f"{option.help} Env: {option.env}."
+            + (f" Default: {option.default}." if option.default else ""),
+        )
+        # What Locust's own add_argument sets (a group's does not): the web UI's start form
+        # lists the option.
+        action.include_in_web_ui = True
+        action.is_secret = action.is_required = action.is_multiple = False
+
+
+def setting(environment: Any, dest: str, fallback: str | None = None) -> str | None:
+    """The value of a wirelab option: command line / web UI, environment, ``fallback``,
+    then the option's default."""
+    option = _BY_DEST[dest]
+    parsed = getattr(environment, "parsed_options", None) if environment is not None else None
+    value = getattr(parsed, dest, None) if parsed is not None else None
+    if value not in (None, ""):
+        return str(value)
+    value = os.environ.get(option.env)
+    if value:
+        return value
+    if fallback not in (None, ""):
+        return fallback
+    return option.default
+
+
+def token() -> str | None:
+    """The bearer token for targets that want one (``WIRELAB_TOKEN``), else ``None``."""
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def split_urls(value: str) -> list[str]:
+    """``"a,b , c"`` -> ``["a", "b", "c"]`` (a list of replicas of one service)."""
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*$", re.I)
+_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_PER |= {"h": 3600.0, "hour": 3600.0}
+
+
+def parse_rate(text: str | float) -> float:
+    """``"500/s"``, ``"3000/m"``, ``"12.5"`` (per second) -> starts per second.
+
+    Raises:
+        ValueError: not a rate; the message gives examples.
+    """
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        match = _RATE.match(str(text))
+        if match is None:
+            raise ValueError(f"not a rate: {text!r} (examples: 500/s, 3000/m, 50)")
+        number, unit = match.groups()
+        value = float(number) / _PER[(unit or "s").lower()]
+    if value < 0:
+        raise ValueError(f"rate must be >= 0, got {text!r}")
+    return value
+
+
+def payload_size(environment: Any, fallback: int | None = None) -> int:
+    """``--payload-size`` in bytes."""
+    text = setting(environment, "payload_size", None if fallback is None else str(fallback))
+    return parse_size(text or "64")
+
+
+def reconnect_policy(environment: Any, fallback: str | None = None) -> ReconnectPolicy:
+    """A fresh policy (its own RNG and state) for one connection, from ``--reconnect``."""
+    spec = setting(environment, "reconnect", fallback) or "server_hint"
+    return ReconnectPolicy.from_spec(spec)
+
+
+def deliver_sample_every(environment: Any) -> int:
+    """``--deliver-sample`` as "fire every Nth event" (1 = all; 0 = only anomalies)."""
+    text = setting(environment, "deliver_sample") or "1"
+    try:
+        fraction = float(text)
+    except ValueError:
+        raise ValueError(f"--deliver-sample must be a fraction 0..1, got {text!r}") from None
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"--deliver-sample must be a fraction 0..1, got {text!r}")
+    return 0 if fraction == 0 else max(1, round(1 / fraction))
+
+
+class MissingTargetError(ValueError):
+    """A user class has no address for its protocol."""
+
+
+_SCHEMES = {
+    "http": {"ws": "http", "wss": "https", "http": "http", "https": "https"},
+    "ws": {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"},
+}
+
+
+def target_urls(
+    environment: Any, dest: str, class_value: str | None, host: str | None, kind: str
+) -> list[str]:
+    """The replica URLs of one protocol: the option, its env var, the class, then ``--host``.
+
+    ``kind`` is ``http`` or ``ws``: a URL of the other family (``--host ws://...`` for a
+    REST user) is turned into this one on the same host and port, since one server often
+    speaks both. ``grpc`` takes ``host:port`` (a ``grpc://`` or ``http://`` prefix is
+    dropped).
+
+    Raises:
+        MissingTargetError: nothing names a target; the message lists what would.
+    """
+    value = setting(environment, dest, class_value) or host
+    option = _BY_DEST[dest]
+    if not value:
+        protocol = dest.split("_", maxsplit=1)[0].upper()
+        raise MissingTargetError(
+            f"no {protocol} target: give {option.flag} (or {option.env}), or --host"
+        )
+    urls = []
+    for url in split_urls(value):
+        scheme, sep, rest = url.partition("://")
+        if kind == "grpc":
+            urls.append(rest if sep else url)
+            continue
+        if not sep:
+            scheme, rest = ("ws" if kind == "ws" else "http"), url
+        mapped = _SCHEMES[kind].get(scheme.lower())
+        if mapped is None:
+            raise MissingTargetError(f"{option.flag}: unsupported URL scheme in {url!r}")
+        urls.append(f"{mapped}://{rest}")
+    return urls
+
+
+@events.init.add_listener
+def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
+    if runner is not None and not isinstance(runner, WorkerRunner):
+        environment.events.test_start.add_listener(lambda **_: check_targets(environment))
+
+
+def check_targets(environment: Any) -> list[str]:
+    """Before users spawn: every wirelab user class must have a target address.
+
+    A missing one is a configuration error: one line per class, exit code 2, and a
+    distributed master stops at once instead of running workers that cannot connect.
+    (Each user would stop the test anyway, with less to say.)
+    """
+    problems = []
+    for user_class in getattr(environment, "user_classes", None) or ():
+        spec = getattr(user_class, "wirelab_target", None)
+        if spec is None:
+            continue
+        dest, attribute, kind = spec
+        try:
+            target_urls(
+                environment,
+                dest,
+                getattr(user_class, attribute, None),
+                user_class.host or environment.host,
+                kind,
+            )
+        except MissingTargetError as exc:
+            problems.append(f"{user_class.__name__}: {exc}")
+    if problems:
+        for problem in problems:
+            log.error("%s", problem)
+        environment.process_exit_code = 2
+        if isinstance(environment.runner, MasterRunner):
+            gevent.spawn(environment.runner.quit)
+    return problems

@@ -1,0 +1,254 @@
+"""``SseUser``: one Server-Sent Events stream per user, checked event by event.
+
+Transport: a plain gevent socket, HTTP/1.1 framing by geventhttpclient's llhttp parser (the
+C parser Locust's FastHttpUser already ships), and the event stream by
+:mod:`wirelab.sse_parser`. Why not FastHttpUser or requests: geventhttpclient's response
+``read(n)`` waits until ``n`` bytes have arrived, which holds back a quiet stream's events
+(lag would measure the buffer, not the server); requests/urllib3 streaming works under gevent
+but costs tens of KB per connection (session, pool, buffered reader), and this user is the
+one people run 20,000 of per worker. Here a connection is a socket, a parser and a greenlet;
+body bytes go to the event-stream parser the moment they arrive.
+
+Behaviour, as a browser's EventSource plus what a load test needs:
+
+- resumes with ``Last-Event-ID`` = the last seq delivered (the session's resume point),
+  on whichever replica it reaches (``--sse-url`` may list several; each reconnect takes the
+  next);
+- honours ``retry:`` (the reconnection time it sets is the hint for ``server_hint``);
+- reads with a timeout of ``read_timeout`` seconds (a few heartbeat intervals): a stream
+  with no bytes at all for that long is a zombie (peer gone without a FIN) and is
+  reconnected;
+- ``event: reset`` is an explicit loss (out of retention), counted as a reset, not a gap;
+- ``event: goaway`` (a draining server) is a hinted reconnect: its ``reconnect_after_ms``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import orjson
+from geventhttpclient.response import HTTPResponse
+from locust import User, task
+from locust.exception import StopTest
+
+from ..sse_parser import SseEvent, SseParser
+from .options import (
+    MissingTargetError,
+    deliver_sample_every,
+    reconnect_policy,
+    target_urls,
+    token,
+)
+from .stream import (
+    GoAwayError,
+    StreamEndedError,
+    StreamSession,
+    open_socket,
+    run_stream_user,
+)
+
+__all__ = ["SseHttpError", "SseUser", "ZombieStreamError"]
+
+#: Bytes per read: big enough for a burst of events in one call, small enough that a
+#: read does not first allocate (and then shrink) a large buffer for a few bytes.
+_RECV_BYTES = 16 * 1024
+
+
+class SseHttpError(ConnectionError):
+    """The server answered the stream request with something other than an event stream."""
+
+
+class ZombieStreamError(ConnectionError):
+    """No bytes (not even a heartbeat) for ``read_timeout`` seconds."""
+
+
+class _StreamResponse(HTTPResponse):
+    """llhttp parses the HTTP framing (chunked or not); body bytes go straight to the parser."""
+
+    def __init__(self, parser: SseParser) -> None:
+        super().__init__("GET")
+        self.sse = parser
+        self.events: list[SseEvent] = []
+
+    def _on_body(self, buf: bytearray) -> None:
+        if self.get_code() == 200:
+            self.events.extend(self.sse.feed(bytes(buf)))
+        elif len(self._body_buffer) < 4096:
+            self._body_buffer += buf
+
+
+class SseUser(User):
+    """Reads the feed over SSE, resuming with ``Last-Event-ID`` across reconnects."""
+
+    abstract = True
+    protocol: ClassVar[str] = "sse"
+    #: Where the target address comes from (checked before users spawn).
+    wirelab_target: ClassVar[tuple[str, str, str]] = ("sse_url", "sse_url", "http")
+    #: Base URL(s); ``--sse-url``/``WIRELAB_SSE_URL`` win, then this, then ``--host``.
+    sse_url: ClassVar[str | None] = None
+    stream_path: ClassVar[str] = "/stream"
+    #: Stream series and Locust deliver event name.
+    stream_name: ClassVar[str] = "sse deliver"
+    #: First connection's resume point: ``None`` for live only, or a seq to replay after.
+    start_since: ClassVar[int | None] = None
+    #: Reconnect policy spec (``--reconnect`` wins).
+    reconnect: ClassVar[str | None] = None
+    connect_timeout: ClassVar[float] = 10.0
+    #: No bytes for this long means a dead connection (targets heartbeat every 15 s).
+    read_timeout: ClassVar[float] = 45.0
+    #: Local addresses to connect from, rotated per connection (past ~28k connections to
+    #: one server port, spread them over 127.0.0.0/8 or several interfaces).
+    source_addresses: ClassVar[list[str] | None] = None
+
+    #: Verify the server's certificate on https URLs (set False for self-signed labs).
+    verify_tls: ClassVar[bool] = True
+
+    _source_counter: ClassVar[int] = 0
+    _tls_contexts: ClassVar[dict[bool, ssl.SSLContext]] = {}
+    _user_counter: ClassVar[int] = 0
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        try:
+            self.urls = target_urls(environment, "sse_url", self.sse_url, self.host, "http")
+        except MissingTargetError as exc:
+            raise StopTest(f"{type(self).__name__}: {exc}") from None
+        self.session = StreamSession(
+            environment,
+            self.protocol,
+            self.stream_name,
+            policy=reconnect_policy(environment, self.reconnect),
+            since=self.start_since,
+            sample_every=deliver_sample_every(environment),
+        )
+        # Users spread over the replicas from the start, then rotate on each reconnect.
+        SseUser._user_counter += 1
+        self.session.start_at(SseUser._user_counter)
+        bearer = token()
+        self._auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+
+    def on_stop(self) -> None:
+        self.session.close()
+
+    def run(self) -> None:
+        """The whole life of this user: read, reconnect, resume; until stopped.
+
+        Runs in the user's greenlet without Locust's task loop (see ``run_stream_user``);
+        an SSE client has nothing else to do.
+        """
+        run_stream_user(self, self.stream)
+
+    @task
+    def stream(self) -> None:
+        """Read the stream forever (what :meth:`run` does; a task so Locust lists one)."""
+        self.session.run_forever(self.stream_once)
+
+    # -- one connection ---------------------------------------------------------------
+
+    def tls_context(self) -> ssl.SSLContext:
+        """One client TLS context per process (a context is costly; connections share it)."""
+        context = SseUser._tls_contexts.get(self.verify_tls)
+        if context is None:
+            context = ssl.create_default_context()
+            if not self.verify_tls:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            SseUser._tls_contexts[self.verify_tls] = context
+        return context
+
+    def _source_address(self) -> tuple[str, int] | None:
+        addresses = self.source_addresses
+        if not addresses:
+            return None
+        SseUser._source_counter += 1
+        return (addresses[SseUser._source_counter % len(addresses)], 0)
+
+    def _request(self, url: str, since: int | None) -> tuple[str, int, bool, bytes]:
+        parts = urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        path = (parts.path.rstrip("/") + self.stream_path) or "/"
+        resume = f"Last-Event-ID: {since}\r\n" if since is not None else ""
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
+            f"Cache-Control: no-cache\r\n{resume}{self._auth}\r\n"
+        ).encode()
+        return host, port, tls, request
+
+    def stream_once(self, since: int | None) -> None:
+        """Open one stream after ``since`` and read it until it ends; raises on errors."""
+        session = self.session
+        host, port, tls, request = self._request(session.next_url(self.urls), since)
+        started = time.perf_counter()
+        sock = open_socket(host, port, self.connect_timeout, self._source_address())
+        try:
+            if tls:
+                sock = self.tls_context().wrap_socket(sock, server_hostname=host)
+            sock.sendall(request)
+            parser = SseParser()
+            response = _StreamResponse(parser)
+            while not response.headers_complete:
+                data = sock.recv(_RECV_BYTES)
+                if not data:
+                    raise StreamEndedError("connection closed before the response headers")
+                response.feed(data)
+            status = response.status_code
+            content_type = str(response.get("content-type") or "")
+            if status != 200 or not content_type.startswith("text/event-stream"):
+                raise SseHttpError(f"HTTP {status} {content_type or 'without content type'}")
+            session.connected(time.perf_counter() - started)
+            # Headers are checked; an idle stream should not keep their index (memory).
+            response._headers_index.clear()
+            sock.settimeout(self.read_timeout)
+            self._read(sock, response)
+        finally:
+            sock.close()
+
+    def _read(self, sock: Any, response: _StreamResponse) -> None:
+        session = self.session
+        parser = response.sse
+        events = response.events
+        self._handle(events)
+        while not response.message_complete:
+            try:
+                data = sock.recv(_RECV_BYTES)
+            except TimeoutError:
+                raise ZombieStreamError(
+                    f"no bytes for {self.read_timeout:g}s (not even a heartbeat)"
+                ) from None
+            if not data:
+                raise StreamEndedError("server closed the stream")
+            response.feed(data)
+            if events:
+                self._handle(events)
+            if parser.retry_ms is not None:
+                session.sticky_hint_s = parser.retry_ms / 1000
+        raise StreamEndedError("server ended the stream")
+
+    def _handle(self, events: list[SseEvent]) -> None:
+        session = self.session
+        goaway = None
+        for event in events:
+            kind = event.type
+            if kind == "message":
+                message = orjson.loads(event.data)
+                session.event(message["seq"], message["ts"], len(event.data))
+            elif kind == "reset":
+                message = orjson.loads(event.data)
+                session.reset(int(message["since"]), int(message["first"]))
+            elif kind == "goaway":
+                goaway = event
+        events.clear()
+        if goaway is not None:
+            hint_ms = None
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                hint_ms = orjson.loads(goaway.data).get("reconnect_after_ms")
+            if hint_ms is None:
+                hint_ms = goaway.retry_ms
+            session.goaway(None if hint_ms is None else hint_ms / 1000)
+            raise GoAwayError("server is going away")

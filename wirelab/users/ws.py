@@ -1,0 +1,337 @@
+"""``WebSocketUser``: echo and ping round trips with ids, and the feed, on one WebSocket.
+
+Built on websocket-client (sockets made cooperative by gevent, as Locust patches them). Each
+user owns one connection, managed by a :class:`~wirelab.users.stream.StreamSession` in its
+own receive greenlet: it connects (the next URL of ``--ws-url`` each time), subscribes to the
+feed with ``since`` = the last seq delivered, and reads every frame:
+
+- ``event`` / ``reset`` frames go to the session's checks (``ws deliver``);
+- ``echo`` / ``pong`` replies wake the task waiting for that ``id``;
+- a close with code 1001 (a draining server) carries ``{"reconnect_after_ms": N}`` in its
+  reason: counted as a goaway and used as the hint of the ``server_hint`` policy.
+
+The user's tasks send ``echo`` (``ws echo``) and app-level ``ping`` (``ws ping``) and wait
+for the reply with the same id; a task that finds the connection down waits for the
+reconnect up to ``request_timeout`` rather than failing at once. In the open model each start
+is one ``ws echo`` on the user's connection (several in flight with ``--open-concurrency``).
+
+With ``WIRELAB_TOKEN`` set, the token travels as the subprotocol ``bearer.<token>`` in the
+handshake: never in the URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import gevent
+import orjson
+import websocket
+from gevent.event import AsyncResult, Event
+from locust import User, between, task
+from locust.exception import StopTest
+
+from .open_model import OpenModelUser, report
+from .options import (
+    MissingTargetError,
+    deliver_sample_every,
+    payload_size,
+    reconnect_policy,
+    target_urls,
+    token,
+)
+from .stream import (
+    GoAwayError,
+    StreamEndedError,
+    StreamSession,
+    now_us,
+    open_socket,
+    run_stream_user,
+)
+
+__all__ = ["NotConnectedError", "WebSocketFeedUser", "WebSocketUser", "WebSocketUserBase"]
+
+#: Close code of a server that is going away (RFC 6455): reconnect, elsewhere if need be.
+GOING_AWAY = 1001
+
+
+class NotConnectedError(ConnectionError):
+    """No open WebSocket within the request timeout (reconnecting)."""
+
+
+class ReplyMismatchError(ValueError):
+    """The reply did not carry what was sent."""
+
+
+class WebSocketUserBase(OpenModelUser, User):
+    """The connection, the feed and the round trips, with no tasks (see ``RestUserBase``)."""
+
+    abstract = True
+    protocol: ClassVar[str] = "ws"
+    #: Where the target address comes from (checked before users spawn).
+    wirelab_target: ClassVar[tuple[str, str, str]] = ("ws_url", "ws_url", "ws")
+    open_name: ClassVar[str] = "ws echo"
+    wait_time = between(0.5, 1.5)
+
+    #: Base URL(s); ``--ws-url``/``WIRELAB_WS_URL`` win, then this, then ``--host``.
+    ws_url: ClassVar[str | None] = None
+    ws_path: ClassVar[str] = "/ws"
+    #: Offered subprotocols (``bearer.<token>`` is added when ``WIRELAB_TOKEN`` is set).
+    subprotocols: ClassVar[list[str]] = ["wirelab.v1"]
+    #: Subscribe to the feed on every connection.
+    subscribe_feed: ClassVar[bool] = True
+    #: First subscription's ``since``: ``None`` for live only, or a seq to replay after.
+    start_since: ClassVar[int | None] = None
+    echo_name: ClassVar[str] = "ws echo"
+    ping_name: ClassVar[str] = "ws ping"
+    stream_name: ClassVar[str] = "ws deliver"
+    #: Reconnect policy spec (``--reconnect`` wins).
+    reconnect: ClassVar[str | None] = None
+    connect_timeout: ClassVar[float] = 10.0
+    #: Seconds a task waits for its reply (and for a reconnect, if the socket is down).
+    request_timeout: ClassVar[float] = 10.0
+    #: No frame at all (the server pings every 15 s) for this long: a dead connection.
+    read_timeout: ClassVar[float] = 45.0
+    payload_size: ClassVar[int | None] = None
+    #: Local addresses to connect from, rotated per connection (see ``SseUser``).
+    source_addresses: ClassVar[list[str] | None] = None
+
+    _source_counter: ClassVar[int] = 0
+    _user_counter: ClassVar[int] = 0
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        try:
+            self.urls = target_urls(environment, "ws_url", self.ws_url, self.host, "ws")
+        except MissingTargetError as exc:
+            raise StopTest(f"{type(self).__name__}: {exc}") from None
+        self.session = StreamSession(
+            environment,
+            self.protocol,
+            self.stream_name,
+            policy=reconnect_policy(environment, self.reconnect),
+            since=self.start_since,
+            sample_every=deliver_sample_every(environment),
+        )
+        WebSocketUserBase._user_counter += 1
+        self.session.start_at(WebSocketUserBase._user_counter)
+        self.payload = "x" * payload_size(environment, self.payload_size)
+        bearer = token()
+        self._subprotocols = [*self.subprotocols, *([f"bearer.{bearer}"] if bearer else [])]
+        self.ws: websocket.WebSocket | None = None
+        self._ready = Event()
+        self._pending: dict[int, AsyncResult] = {}
+        self._ids = itertools.count(1)
+        self._receiver: gevent.Greenlet | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    #: The connection loop runs in the user's own greenlet (feed subscribers only).
+    _feed_in_user_greenlet: ClassVar[bool] = False
+
+    def on_start(self) -> None:
+        if not self._feed_in_user_greenlet:
+            self._receiver = gevent.spawn(self.session.run_forever, self.connect_once)
+
+    def on_stop(self) -> None:
+        self.session.close()
+        if self._receiver is not None:
+            self._receiver.kill(block=False)
+            self._receiver = None
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            ws.shutdown()
+
+    # -- the connection (runs in the receive greenlet) ------------------------------------
+
+    def _open_socket(self, url: str) -> Any:
+        source = None
+        if self.source_addresses:
+            WebSocketUserBase._source_counter += 1
+            addresses = self.source_addresses
+            source = (addresses[WebSocketUserBase._source_counter % len(addresses)], 0)
+        parts = urlsplit(url)
+        if parts.scheme == "wss":
+            return None  # websocket-client wraps its own socket in TLS
+        return open_socket(
+            parts.hostname or "127.0.0.1", parts.port or 80, self.connect_timeout, source
+        )
+
+    def connect_once(self, since: int | None) -> None:
+        """Connect, subscribe after ``since``, and read frames until the connection ends."""
+        session = self.session
+        url = session.next_url(self.urls) + self.ws_path
+        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        started = time.perf_counter()
+        try:
+            ws.connect(
+                url,
+                timeout=self.connect_timeout,
+                subprotocols=self._subprotocols,
+                socket=self._open_socket(url),
+            )
+        except websocket.WebSocketException as exc:
+            ws.shutdown()
+            raise ConnectionError(f"handshake failed: {exc}") from exc
+        except BaseException:
+            ws.shutdown()
+            raise
+        session.connected(time.perf_counter() - started)
+        try:
+            ws.settimeout(self.read_timeout)
+            if self.subscribe_feed:
+                ws.send(
+                    orjson.dumps({"type": "subscribe", "since": since}), websocket.ABNF.OPCODE_TEXT
+                )
+            self.ws = ws
+            self._ready.set()
+            self._read(ws)
+        finally:
+            self._ready.clear()
+            if self.ws is ws:
+                self.ws = None
+            self._fail_pending(NotConnectedError("connection closed while waiting for the reply"))
+            ws.shutdown()
+
+    def _read(self, ws: websocket.WebSocket) -> None:
+        session = self.session
+        pending = self._pending
+        text = websocket.ABNF.OPCODE_TEXT
+        close = websocket.ABNF.OPCODE_CLOSE
+        loads = orjson.loads
+        while True:
+            try:
+                opcode, frame = ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                raise ConnectionError(f"no frame for {self.read_timeout:g}s") from None
+            except websocket.WebSocketConnectionClosedException as exc:
+                raise StreamEndedError("connection closed without a close frame") from exc
+            if opcode == text:
+                data = frame.data
+                message = loads(data)
+                kind = message.get("type")
+                if kind == "event":
+                    session.event(message["seq"], message["ts"], len(data))
+                elif kind in ("echo", "pong"):
+                    waiter = pending.pop(message.get("id"), None)
+                    if waiter is not None:
+                        waiter.set(message)
+                elif kind == "reset":
+                    session.reset(int(message["since"]), int(message["first"]))
+                elif kind == "subscribed":
+                    session.anchor(int(message.get("since") or 0))
+                elif kind == "error":
+                    waiter = pending.pop(message.get("id"), None)
+                    if waiter is not None:
+                        waiter.set_exception(ReplyMismatchError(message.get("message", "error")))
+            elif opcode == close:
+                self._closed(frame.data)
+
+    def _closed(self, data: bytes) -> None:
+        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+        if code != GOING_AWAY:
+            raise StreamEndedError(f"closed by the server with code {code}")
+        hint_ms = None
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            hint_ms = orjson.loads(data[2:]).get("reconnect_after_ms")
+        self.session.goaway(None if hint_ms is None else hint_ms / 1000)
+        raise GoAwayError("server is going away (1001)")
+
+    def _fail_pending(self, error: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            waiter.set_exception(error)
+
+    # -- request/response -------------------------------------------------------------
+
+    def _connection(self) -> websocket.WebSocket:
+        ws = self.ws
+        if ws is None:
+            self._ready.wait(self.request_timeout)
+            ws = self.ws
+            if ws is None:
+                raise NotConnectedError(f"not connected after {self.request_timeout:g}s")
+        return ws
+
+    def round_trip(
+        self, kind: str, name: str, extra: dict[str, Any], intended: float | None = None
+    ) -> dict[str, Any] | None:
+        """Send ``{"type": kind, "id", "ts", **extra}``, wait for the reply with that id."""
+        sent = time.perf_counter()
+        message_id = next(self._ids)
+        waiter = AsyncResult()
+        reply = None
+        error: Exception | None = None
+        length = 0
+        try:
+            ws = self._connection()
+            sent = time.perf_counter()
+            self._pending[message_id] = waiter
+            ws.send(
+                orjson.dumps({"type": kind, "id": message_id, "ts": now_us(), **extra}),
+                websocket.ABNF.OPCODE_TEXT,
+            )
+            reply = waiter.get(timeout=self.request_timeout)
+        except gevent.Timeout:
+            error = TimeoutError(f"no {kind} reply within {self.request_timeout:g}s")
+        except (websocket.WebSocketException, OSError, ReplyMismatchError) as exc:
+            error = exc
+        finally:
+            self._pending.pop(message_id, None)
+        done = time.perf_counter()
+        if reply is not None:
+            length = len(reply.get("payload") or "")
+            if extra.get("payload") is not None and reply.get("payload") != extra["payload"]:
+                error = ReplyMismatchError(f"{kind} reply payload differs from the request")
+        report(
+            self.environment, self.protocol, name, sent=sent, done=done, intended=intended,
+            length=length, exception=error,
+        )  # fmt: skip
+        return reply if error is None else None
+
+    def echo(self, intended: float | None = None) -> dict[str, Any] | None:
+        """One ``echo`` round trip with this user's payload."""
+        return self.round_trip("echo", self.echo_name, {"payload": self.payload}, intended)
+
+    def ping(self, intended: float | None = None) -> dict[str, Any] | None:
+        """One application-level ``ping`` -> ``pong``."""
+        return self.round_trip("ping", self.ping_name, {}, intended)
+
+    def open_operation(self, intended: float) -> None:
+        self.echo(intended)
+
+
+class WebSocketUser(WebSocketUserBase):
+    """Echo (``ws echo``), ping (``ws ping``) and the feed (``ws deliver``) on one socket."""
+
+    abstract = True
+
+    @task(3)
+    def echo_task(self) -> None:
+        self.echo()
+
+    @task(1)
+    def ping_task(self) -> None:
+        self.ping()
+
+
+class WebSocketFeedUser(WebSocketUserBase):
+    """Subscribes to the feed and only reads it (``ws deliver``): a dashboard-like client.
+
+    Its connection loop runs in the user's own greenlet, without Locust's task loop: the
+    cheapest connection a worker can hold, for connection-count and storm scenarios.
+    """
+
+    abstract = True
+    _feed_in_user_greenlet: ClassVar[bool] = True
+
+    def run(self) -> None:
+        run_stream_user(self, self.feed)
+
+    @task
+    def feed(self) -> None:
+        """Read the feed forever (what :meth:`run` does; a task so Locust lists one)."""
+        self.session.run_forever(self.connect_once)
