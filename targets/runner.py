@@ -41,10 +41,24 @@ def build_feed(settings: FeedSettings) -> Feed:
     return MemoryFeed(retention=settings.retention)
 
 
+@dataclass(slots=True)
+class AdminSettings:
+    """The admin port (see :mod:`.admin`): off unless a port is given."""
+
+    #: ``None``: no admin server. 0: any free port.
+    port: int | None = None
+    #: Loopback by default: draining a replica must not be one request away for anyone.
+    host: str = "127.0.0.1"
+
+
 async def run_targets(
-    ports: dict[str, int], settings: TargetSettings, feed_settings: FeedSettings
+    ports: dict[str, int],
+    settings: TargetSettings,
+    feed_settings: FeedSettings,
+    admin: AdminSettings | None = None,
 ) -> int:
-    """Serve each protocol of ``ports`` until SIGTERM/SIGINT; returns the exit status."""
+    """Serve each protocol of ``ports`` until SIGTERM/SIGINT (or an admin drain);
+    returns the exit status."""
     feed = build_feed(feed_settings)
     feed.skip_seqs = feed_settings.skip_seqs
     await feed.start()
@@ -57,11 +71,18 @@ async def run_targets(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    admin_server = None
     try:
         for target in targets:
             bound = await target.start()
             target.started = True
             log.info("listening", extra={"protocol": target.protocol, "port": bound})
+        if admin is not None and admin.port is not None:
+            from .admin import AdminServer  # noqa: PLC0415 - only processes with an admin port
+
+            admin_server = AdminServer(targets, request_drain=stop.set)
+            bound = await admin_server.start(admin.host, admin.port)
+            log.info("admin listening", extra={"port": bound})
         publisher.start()
         await stop.wait()
         log.info("draining", extra={"grace_s": settings.grace})
@@ -69,6 +90,9 @@ async def run_targets(
         log.info("stopped", extra={"clean": clean})
         return 0
     finally:
+        # The admin port outlives the drain, so a monitor reads the counters to the end.
+        if admin_server is not None:
+            await admin_server.close()
         await publisher.stop()
         await feed.close()
 
@@ -77,8 +101,13 @@ def _as_dict(settings: TargetSettings) -> dict[str, object]:
     return {name: getattr(settings, name) for name in settings.__slots__}
 
 
-def serve(ports: dict[str, int], settings: TargetSettings, feed_settings: FeedSettings) -> int:
+def serve(
+    ports: dict[str, int],
+    settings: TargetSettings,
+    feed_settings: FeedSettings,
+    admin: AdminSettings | None = None,
+) -> int:
     """Blocking entry point: run the targets on uvloop."""
     import uvloop  # noqa: PLC0415 - keeps `wirelab --help` fast
 
-    return uvloop.run(run_targets(ports, settings, feed_settings))
+    return uvloop.run(run_targets(ports, settings, feed_settings, admin))

@@ -35,6 +35,8 @@ class SseTarget(HttpTarget):
         self.active = 0
         self.resumes = 0
         self.streams_opened = 0
+        #: Events sent from the log that were published before their stream resumed.
+        self.replayed = 0
 
     def add_routes(self, router: Router) -> None:
         router.add("GET", "/stream", self.stream)
@@ -45,6 +47,7 @@ class SseTarget(HttpTarget):
             "active_streams": self.active,
             "streams_opened": self.streams_opened,
             "resumes": self.resumes,
+            "replayed": self.replayed,
         }
 
     def stream(self, request: Request) -> StreamResponse:
@@ -53,6 +56,8 @@ class SseTarget(HttpTarget):
         if since is not None:
             self.resumes += 1
         subscription = self.open_subscription(since)
+        # Events up to the head at resume time come from the log: they count as replayed.
+        replay_until = self.feed.head if since is not None and since < self.feed.head else 0
         headers = [
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache"),
@@ -60,7 +65,7 @@ class SseTarget(HttpTarget):
             # shows no error, it just never arrives.
             ("X-Accel-Buffering", "no"),
         ]
-        return StreamResponse(self._frames(subscription), headers=headers)
+        return StreamResponse(self._frames(subscription, replay_until), headers=headers)
 
     def _resume_point(self, request: Request) -> int | None:
         """``Last-Event-ID`` (reconnects) or ``?since=`` (first connect) or live only."""
@@ -74,7 +79,9 @@ class SseTarget(HttpTarget):
             raise HttpError(400, "invalid_last_event_id", "Last-Event-ID must be a seq number")
         return int(raw)
 
-    async def _frames(self, subscription: Subscription) -> AsyncIterator[bytes]:
+    async def _frames(
+        self, subscription: Subscription, replay_until: int = 0
+    ) -> AsyncIterator[bytes]:
         settings = self.settings
         self.active += 1
         self.streams_opened += 1
@@ -90,6 +97,8 @@ class SseTarget(HttpTarget):
                 for message in batch:
                     if isinstance(message, Event):
                         parts.append(_event_frame(message))
+                        if replay_until and message.seq <= replay_until:
+                            self.replayed += 1
                     else:
                         # The id moves the client's Last-Event-ID past the hole, so its
                         # next reconnect does not ask for the lost range again.

@@ -87,6 +87,9 @@ class WebSocketTarget(Target):
         self.messages_out = 0
         self.resumes = 0
         self.replayed = 0
+        #: Handshakes refused at the connection limit (close 1013), streams cut for not reading.
+        self.refused = 0
+        self.stalled = 0
         #: Wire frames of recent events, shared by every connection of this target.
         self.frame_cache = FrameCache()
         self._server: Server | None = None
@@ -155,6 +158,28 @@ class WebSocketTarget(Target):
                 task.cancel()
         return False
 
+    async def drop_connections(self) -> int:
+        """Reset every open WebSocket (no close frame): clients see the connection die."""
+        self.drops += 1
+        connections = list(self._connections)
+        for ws in connections:
+            ws.transport.abort()
+        return len(connections)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            **super().stats(),
+            "accepted_connections": self.accepted,
+            "active_connections": self.active,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "requests": self.messages_in,
+            "resumes": self.resumes,
+            "replayed": self.replayed,
+            "refused_connections": self.refused,
+            "stalled_streams": self.stalled,
+        }
+
     def _send_away(self, ws: WsConnection) -> None:
         reason = going_away_reason(self.settings.reconnect_hint_ms())
         task = asyncio.create_task(ws.close(CloseCode.GOING_AWAY, reason))
@@ -213,7 +238,13 @@ class WebSocketTarget(Target):
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert isinstance(ws, WsConnection)
+        if self.active >= self.settings.max_connections:
+            # 1013 Try Again Later: a clear refusal the client's reconnect policy understands.
+            self.refused += 1
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached; retry later")
+            return
         self.accepted += 1
+        self.accepts.record()
         self.active += 1
         self._connections.add(ws)
         try:
@@ -354,7 +385,18 @@ class _Session:
                     target.replayed += sum(
                         1 for item in batch if isinstance(item, Event) and item.seq <= replay_until
                     )
-                await ws.drain()
+                try:
+                    async with asyncio.timeout(target.settings.send_stall_timeout):
+                        await ws.drain()
+                except TimeoutError:
+                    # The client stopped reading: the kernel and transport buffers are full
+                    # and nothing more is queued here. Cut it (1008, then an abort after
+                    # CLOSE_TIMEOUT_S if the close frame cannot get through either); it
+                    # resumes from the feed's log when it comes back.
+                    target.stalled += 1
+                    log.info("closing stalled ws stream: send buffer full")
+                    self._close_later(CloseCode.POLICY_VIOLATION, "slow consumer: not reading")
+                    return
         except (ConnectionClosed, OSError):
             pass
         except Exception as exc:
@@ -364,6 +406,11 @@ class _Session:
                 await ws.close(CloseCode.INTERNAL_ERROR, "feed unavailable")
         finally:
             target.release_subscription(subscription)
+
+    def _close_later(self, code: int, reason: str) -> None:
+        task = asyncio.create_task(self.ws.close(code, reason))
+        self.target._closing.add(task)
+        task.add_done_callback(self.target._closing.discard)
 
     async def _stop_stream(self) -> None:
         stream, self.stream = self.stream, None

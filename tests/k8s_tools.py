@@ -126,16 +126,23 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
 
 def validate(objects: Iterable[dict[str, Any]]) -> list[str]:
     """Problems ``kubernetes-validate --strict`` finds, one line per object (none: [])."""
+    return [
+        problem for obj in objects if (problem := _validate_one(json.dumps(obj, sort_keys=True)))
+    ]
+
+
+@functools.cache
+def _validate_one(document: str) -> str | None:
+    """One object, as canonical JSON: the same object in several renders is checked once."""
     import kubernetes_validate  # noqa: PLC0415 - a dev dependency, only for these tests
 
-    problems = []
-    for obj in objects:
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            where = "/".join(str(p) for p in exc.path)
-            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {where}: {exc.message}")
-    return problems
+    obj = json.loads(document)
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.path)
+        return f"{obj['kind']}/{obj['metadata']['name']}: {where}: {exc.message}"
+    return None
 
 
 def key(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -52,6 +52,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         **TARGETS_OFF,
         "run.targetUrls.rest": "http://api.example.com",
         "run.targetUrls.ws": "ws://ws.example.com",
+        "run.protocols": ["rest", "poll", "ws"],
     },
     "no load side": {"mode": "none", "networkPolicy.enabled": True},
     "scenario and locustfile from files": {
@@ -317,6 +318,7 @@ def test_targets_off_renders_no_target_and_points_users_at_the_given_urls(render
     env = env_of(master["spec"]["template"]["spec"]["containers"][0])
     assert env["WIRELAB_REST_URL"] == "http://api.example.com"
     assert env["WIRELAB_WS_URL"] == "ws://ws.example.com"
+    assert env["WIRELAB_RUN_PROTOCOLS"] == "rest,poll,ws"
     assert "WIRELAB_SSE_URL" not in env
 
 
@@ -554,6 +556,14 @@ def test_the_charts_dashboards_link_is_the_repositorys_dashboards_folder():
     assert link.resolve() == (ROOT / "dashboards").resolve()
 
 
+def test_the_repositorys_dashboards_fit_in_one_configmap(rendered):
+    config = one(rendered, "defaults", "ConfigMap", "wirelab-grafana-dashboards")
+    on_disk = sorted(p.name for p in (ROOT / "dashboards").glob("*.json"))
+    assert sorted(config["data"]) == on_disk
+    # The API server refuses a ConfigMap over 1 MiB: split it before the dashboards get there.
+    assert sum(len(v.encode()) for v in config["data"].values()) < 900 * 1024
+
+
 def test_every_dashboard_json_is_provisioned_into_grafana(tmp_path):
     """The chart reads dashboards/*.json through its link; a copy of the chart with two
     dashboards of its own shows that each file lands in the ConfigMap Grafana mounts."""
@@ -733,3 +743,35 @@ def test_the_helm_test_script_passes_against_real_targets(targets):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok   ") == 2
+
+
+@pytest.mark.parametrize(("duration", "seconds"), [("45", 45), ("90s", 90), ("1.5h", 5400)])
+def test_the_job_deadline_is_the_run_duration_plus_half_an_hour(duration, seconds):
+    rendered = helm_template({"mode": "job", "run.duration": duration})
+    for job in [o for o in rendered if o["kind"] == "Job"]:
+        assert job["spec"]["activeDeadlineSeconds"] == seconds + 1800
+
+
+@pytest.mark.parametrize("text", ["30s", "250ms", "1.5h", "45", "2m", "1h30m", "5 minutes", "-1s"])
+def test_the_schema_accepts_exactly_the_durations_wirelab_parses(text):
+    from wirelab.units import parse_duration  # noqa: PLC0415
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    pattern = schema["properties"]["targets"]["properties"]["heartbeat"]["pattern"]
+    try:
+        parse_duration(text)
+        parses = True
+    except ValueError:
+        parses = False
+    assert bool(re.search(pattern, text)) is parses
+
+
+def test_the_schema_descriptions_are_the_values_files_own():
+    text = (CHART / "values.yaml").read_text()
+    documented = dict(re.findall(r"^\s*## @param (\S+) (.*)$", text, re.MULTILINE))
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for path, description in documented.items():
+        node = schema
+        for part in path.split("."):
+            node = node["properties"][part]
+        assert node["description"] == description, path

@@ -102,6 +102,26 @@ def test_a_bad_scenario_is_a_usage_error_with_exit_code_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_protocols_narrow_the_scenario_to_the_targets_given(tmp_path):
+    sys.path.insert(0, str(LAUNCHER.parent))
+    try:
+        import cluster_run  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(LAUNCHER.parent))
+    env = launcher_env(
+        tmp_path,
+        WIRELAB_RUN_SCENARIO="smoke",
+        WIRELAB_RUN_PROTOCOLS="rest,ws",
+        WIRELAB_REST_URL="http://rest:8080",
+        WIRELAB_WS_URL="ws://ws:8082",
+    )
+    plan = cluster_run._plan(env)
+    assert plan.scenario.protocols == ["rest", "ws"]
+    without = dict(env, WIRELAB_RUN_PROTOCOLS="")
+    with pytest.raises(cluster_run.UsageError, match="no target URL for sse, grpc"):
+        cluster_run._plan(without)
+
+
 def test_targets_that_never_become_ready_make_the_run_incomplete(tmp_path):
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(SCENARIO)

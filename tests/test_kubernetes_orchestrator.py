@@ -471,3 +471,35 @@ def test_from_environment_reads_the_release_and_a_kubeconfig(cluster, tmp_path: 
     orchestrator.wait_ready("ws", timeout=5)
 
     assert state.of("GET", "/deployments/soak-wirelab-ws")
+
+
+def test_every_call_the_orchestrator_makes_is_allowed_by_the_charts_role(cluster):
+    """The Role the chart renders for release "soak" allows exactly what the actions use."""
+    from tests.k8s_tools import helm_template  # noqa: PLC0415 - needs the helm binary
+
+    state, url = cluster
+    for service in ("rest", "ws"):
+        state.add_deployment(f"soak-wirelab-{service}", chart_labels(service), replicas=2)
+    lab = orchestrator_for(url)
+    lab.rolling_restart("ws", timeout=10)
+    lab.kill("ws", 1)
+    lab.scale("rest", 3, timeout=10)
+    lab.wait_ready("rest", timeout=10)
+
+    (role,) = [o for o in helm_template(release="soak") if o["kind"] == "Role"]
+    verbs = {"GET": "get", "PATCH": "patch", "DELETE": "delete"}
+    for request in state.requests:
+        parts = request.path.strip("/").split("/")
+        group = "apps" if parts[0] == "apis" else ""
+        resource, name = (parts[-1], None) if parts[-1] == "pods" else (parts[-2], parts[-1])
+        verb = "list" if name is None else verbs[request.method]
+        allowed = [
+            rule
+            for rule in role["rules"]
+            if group in rule["apiGroups"]
+            and resource in rule["resources"]
+            and verb in rule["verbs"]
+            and (name is None or "resourceNames" not in rule or name in rule["resourceNames"])
+        ]
+        assert allowed, f"{request.method} {request.path} is not allowed by the Role"
+    assert {r.method for r in state.requests} == {"GET", "PATCH", "DELETE"}

@@ -123,6 +123,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-message-bytes", type=_size, default=1024 * 1024, help="largest client message"
     )
     behaviour.add_argument(
+        "--max-connections",
+        type=int,
+        default=10_000,
+        help="connections (gRPC: concurrent calls) per process before new ones are refused "
+        "with 503 + Retry-After, WS close 1013 or RESOURCE_EXHAUSTED, instead of falling over",
+    )
+    behaviour.add_argument(
+        "--header-timeout",
+        type=_duration,
+        default=10.0,
+        help="HTTP request headers must arrive within this (slowloris clients get 408)",
+    )
+    behaviour.add_argument(
+        "--send-stall-timeout",
+        type=_duration,
+        default=10.0,
+        help="a stream client that leaves the send buffer full this long is cut (SSE: "
+        "closed, WS: 1008) and resumes from the log, so slow readers cannot exhaust memory",
+    )
+    behaviour.add_argument(
+        "--grpc-max-connection-age",
+        type=_duration,
+        default=0.0,
+        help="gRPC: GOAWAY each connection after this long (0: never), so clients "
+        "re-balance onto replicas added later",
+    )
+    admin = serve.add_argument_group("admin")
+    admin.add_argument(
+        "--admin-port",
+        type=int,
+        help="also serve /healthz, /readyz, /stats, POST /admin/drain and /admin/drop here "
+        "(WIRELAB_ADMIN_TOKEN, when set, is required as a bearer token)",
+    )
+    admin.add_argument(
+        "--admin-host",
+        default="127.0.0.1",
+        help="address of the admin port (loopback by default: it can drain the process)",
+    )
+    behaviour.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
 
@@ -240,7 +279,7 @@ def _parse_ports(text: str) -> dict[str, int]:
 def _serve_targets(args: argparse.Namespace) -> int:
     from .logs import configure_logging  # noqa: PLC0415 - keep --help fast
     from .targets.base import TargetSettings  # noqa: PLC0415
-    from .targets.runner import FeedSettings, serve  # noqa: PLC0415
+    from .targets.runner import AdminSettings, FeedSettings, serve  # noqa: PLC0415
 
     ports = _target_ports(args)
     configure_logging(args.log_level)
@@ -252,8 +291,12 @@ def _serve_targets(args: argparse.Namespace) -> int:
         retry_ms=args.retry_ms,
         retry_jitter_ms=args.retry_jitter_ms,
         max_message_bytes=args.max_message_bytes,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        send_stall_timeout=args.send_stall_timeout,
         # A token on the command line would show in `ps`: it comes from the environment.
         token=os.environ.get("WIRELAB_TARGET_TOKEN") or None,
+        grpc_max_connection_age=args.grpc_max_connection_age,
     )
     feed = FeedSettings(
         redis_url=args.redis_url,
@@ -263,7 +306,10 @@ def _serve_targets(args: argparse.Namespace) -> int:
         retention=args.retention,
         skip_seqs=_parse_seqs(args.test_skip_seq),
     )
-    return serve(ports, settings, feed)
+    if args.admin_port is not None and not 0 <= args.admin_port <= 65535:
+        raise UsageError(f"--admin-port {args.admin_port} is not a port number")
+    admin = AdminSettings(port=args.admin_port, host=args.admin_host)
+    return serve(ports, settings, feed, admin)
 
 
 def _parse_seqs(text: str) -> frozenset[int]:

@@ -12,6 +12,7 @@ passing silently.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -141,6 +142,10 @@ def parse_threshold(expression: str) -> Threshold:
             f"threshold {expression!r}: {match['value'].strip()!r} is not a number"
         )
     number = float(value_match["number"])
+    if not math.isfinite(number):
+        raise ThresholdError(
+            f"threshold {expression!r}: {match['value'].strip()!r} is out of range"
+        )
     unit = value_match["unit"]
     kind = STREAM_METRICS.get(metric) or REQUEST_METRICS[metric]
     if kind == "duration":

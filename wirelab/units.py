@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)?\s*$")
@@ -16,7 +17,10 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise ValueError(f"not a duration: {text!r} (examples: 30s, 250ms, 5m)")
     value, unit = match.groups()
-    return float(value) * _DURATION_UNITS[unit or "s"]
+    seconds = float(value) * _DURATION_UNITS[unit or "s"]
+    if not math.isfinite(seconds):  # hundreds of digits overflow to inf: not a duration
+        raise ValueError(f"duration out of range: {text!r}")
+    return seconds
 
 
 def parse_size(text: str) -> int:

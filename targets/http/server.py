@@ -135,6 +135,8 @@ class ServerLimits:
         max_pipelined: int = 32,
         header_timeout: float = 10.0,
         keepalive_timeout: float = 75.0,
+        max_connections: int = 10_000,
+        send_stall_timeout: float = 10.0,
     ) -> None:
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
@@ -142,6 +144,10 @@ class ServerLimits:
         #: A request's headers must arrive within this (slowloris).
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
+        #: Open connections beyond this are answered 503 + Retry-After and closed.
+        self.max_connections = max_connections
+        #: A stream whose transport stays above its high-water mark this long is closed.
+        self.send_stall_timeout = send_stall_timeout
 
 
 class HttpServer:
@@ -160,6 +166,11 @@ class HttpServer:
         #: keep-alive clients come back through the load balancer to another replica.
         self.closing_connections = False
         self.accepted = 0
+        #: Connections refused at the limit, and streams cut because the client stopped reading.
+        self.refused = 0
+        self.stalled = 0
+        #: Called once per accepted connection (the target's accept log), when set.
+        self.on_accept: Callable[[], None] | None = None
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -184,6 +195,13 @@ class HttpServer:
         self.stop_accepting()
         for connection in list(self.connections):
             connection.close_if_idle()
+
+    def abort_connections(self) -> int:
+        """Reset every connection at once (no response, no FIN): a network blip."""
+        connections = list(self.connections)
+        for connection in connections:
+            connection.abort()
+        return len(connections)
 
     async def wait_closed(self, timeout: float) -> bool:
         """Wait for every connection to finish; abort what remains after ``timeout``."""
@@ -239,11 +257,23 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
         self.server.accepted += 1
+        if self.server.on_accept is not None:
+            self.server.on_accept()
         if self.server.draining.is_set():
             # Accepted in the instant before the listener closed: refuse politely.
             self._write_response(
                 HttpError(503, "draining", "server is shutting down").to_response(), close=True
             )
+        elif len(self.server.connections) > self.limits.max_connections:
+            # Refuse clearly, before reading a byte, rather than run out of fds or memory.
+            self.server.refused += 1
+            error = HttpError(
+                503,
+                "too_many_connections",
+                f"connection limit ({self.limits.max_connections}) reached; retry later",
+                headers=[("Retry-After", "1")],
+            )
+            self._write_response(error.to_response(), close=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -451,7 +481,21 @@ class HttpConnection(asyncio.Protocol):
                 if chunk:
                     transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
                 if not self.writable.is_set():
-                    await self.writable.wait()
+                    try:
+                        async with asyncio.timeout(self.limits.send_stall_timeout):
+                            await self.writable.wait()
+                    except TimeoutError:
+                        # The client stopped reading: cut it instead of buffering for it.
+                        # It resumes from the feed's log (Last-Event-ID) when it comes back.
+                        self.server.stalled += 1
+                        log.info(
+                            "closing stalled stream %s: send buffer full for %.1f s",
+                            request.path,
+                            self.limits.send_stall_timeout,
+                        )
+                        self.closing = True
+                        transport.abort()
+                        break
             else:
                 if not self.closing:
                     transport.write(b"0\r\n\r\n")

@@ -19,8 +19,14 @@ class HttpTarget(Target):
         self.router.add("GET", "/readyz", self._readyz)
         self.router.add("GET", "/stats", self._stats)
         self.add_routes(self.router)
-        limits = ServerLimits(max_body_bytes=self.settings.max_message_bytes)
+        limits = ServerLimits(
+            max_body_bytes=self.settings.max_message_bytes,
+            header_timeout=self.settings.header_timeout,
+            max_connections=self.settings.max_connections,
+            send_stall_timeout=self.settings.send_stall_timeout,
+        )
         self.server = HttpServer(self.router, limits=limits, name=self.protocol)
+        self.server.on_accept = self.accepts.record
 
     def add_routes(self, router: Router) -> None:
         """Register the protocol's own routes."""
@@ -40,17 +46,24 @@ class HttpTarget(Target):
     async def wait_closed(self, timeout: float) -> bool:
         return await self.server.wait_closed(timeout)
 
+    async def drop_connections(self) -> int:
+        self.drops += 1
+        return self.server.abort_connections()
+
     def _healthz(self, request: Request) -> Response:
         return Response.json({"status": "ok", "protocol": self.protocol})
 
     def stats(self) -> dict[str, object]:
         """Server-side figures a client cannot see; subclasses add their own."""
         return {
-            "protocol": self.protocol,
+            **super().stats(),
             "accepted_connections": self.server.accepted,
             "active_connections": len(self.server.connections),
+            "refused_connections": self.server.refused,
+            "stalled_streams": self.server.stalled,
             "requests": dict(self.server.router.served),
-            "feed_head": self.feed.head,
+            "resumes": 0,
+            "replayed": 0,
         }
 
     def _stats(self, request: Request) -> Response:

@@ -18,7 +18,7 @@ Measurements
     ``streams`` — one point per stream ``(protocol, name)`` reported in the interval.
         Counters: ``delivered``, ``gaps``, ``missing``, ``duplicates``, ``out_of_order``,
         ``resets``, ``reset_lost``, ``connects``, ``disconnects``, ``reconnects``,
-        ``connect_failures``, ``goaways``; gauge ``connected`` (open streams across all live
+        ``connect_failures``, ``goaways``, ``empty_polls`` (polling); gauge ``connected`` (open streams across all live
         workers); ``lag_p50``, ``lag_p90``, ``lag_p99``, ``lag_max`` (delivery lag, ms) and
         ``reconnect_p50``, ``reconnect_p99`` (disconnect to first event after resuming, ms)
         when there were samples.
@@ -31,6 +31,11 @@ Measurements
         only: the same key as tag and field is ambiguous in InfluxQL and a column clash in
         InfluxDB 3, and InfluxQL selects a tag as a column anyway
         (``SELECT "text", "kind" FROM "annotations"``).
+    ``thresholds`` — written once when the run is judged: tags ``threshold`` (the
+        expression) and ``name`` (the series or group it judged); fields ``passed`` (1/0),
+        ``observed`` (absent when there was no data), ``limit``, ``detail``.
+    ``targets`` — server-side figures per target replica (tag ``replica``), polled from
+        each replica's ``/stats`` during scenarios with replicas.
     ``sink`` — tag ``name`` (the sink, e.g. ``influxdb 10.0.0.5:8086/wirelab``); fields
         ``buffered`` (points waiting), ``dropped`` (points lost so far), ``retries``,
         ``written``.
@@ -69,11 +74,14 @@ __all__ = [
     "request_point",
     "sink_point",
     "stream_point",
+    "threshold_point",
     "users_point",
 ]
 
 #: The only tag keys any point carries.
-TAG_KEYS = frozenset({"run_id", "scenario", "protocol", "name", "worker", "kind"})
+TAG_KEYS = frozenset(
+    {"run_id", "scenario", "protocol", "name", "worker", "kind", "replica", "threshold"}
+)
 
 FieldValue = int | float | str | bool
 
@@ -355,3 +363,27 @@ def sink_point(
         "written": int(stats.get("written", 0)),
     }
     return Point("sink", {**base_tags, "name": name}, fields, time_ns)
+
+
+def threshold_point(
+    expression: str,
+    subject: str,
+    *,
+    passed: bool,
+    observed: float | None,
+    limit: float,
+    detail: str,
+    base_tags: Mapping[str, str],
+    time_ns: int,
+) -> Point:
+    """A ``thresholds`` point: one verdict, stamped at the end of the run.
+
+    Tags ``threshold`` (the expression) and ``name`` (the subject it judged): one expression
+    such as ``*:p99<50ms`` gives a verdict per series, so both are needed to keep points
+    with the same timestamp apart.
+    """
+    fields: dict[str, FieldValue] = {"passed": int(passed), "limit": float(limit), "detail": detail}
+    if observed is not None:
+        fields["observed"] = float(observed)
+    tags = {**base_tags, "threshold": expression, "name": subject}
+    return Point("thresholds", tags, fields, time_ns)

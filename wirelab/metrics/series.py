@@ -118,6 +118,7 @@ STREAM_COUNTERS = (
     "reconnects",
     "connect_failures",
     "goaways",
+    "empty_polls",
 )
 
 
@@ -144,6 +145,8 @@ class StreamSeries:
     reconnects: int = 0
     connect_failures: int = 0
     goaways: int = 0
+    #: Polling only: polls that returned nothing new (the "wasted requests" of polling).
+    empty_polls: int = 0
     connected: int = 0
     lag: LogHistogram = field(default_factory=LogHistogram)
     reconnect_time: LogHistogram = field(default_factory=LogHistogram)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
+from ..metrics.lineprotocol import encode, threshold_point
 from ..metrics.results import RunResults, load_results
+from ..metrics.sinks import open_transport, parse_sink_url
 from ..thresholds import Verdict, evaluate
 from .html import render_report
 from .summary import build_junit, build_summary
@@ -60,12 +63,57 @@ def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) ->
         open_model=plan.scenario.rate is not None,
     )
     summary["wall_time_s"] = round(wall_time_s, 1)
+    summary["threshold_points"] = write_threshold_points(plan, verdicts)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (run_dir / "junit.xml").write_text(build_junit(plan.run_id, verdicts, incomplete))
     (run_dir / "report.html").write_text(render_report(summary, results))
     print(format_terminal_summary(summary))
     print(f"\nreport: {run_dir / 'report.html'}\nsummary: {run_dir / 'summary.json'}")
     return code
+
+
+def write_threshold_points(plan: RunPlan, verdicts: list[Verdict]) -> dict[str, str]:
+    """Append the verdicts as ``thresholds`` points to the run's time series and its sinks.
+
+    The master's sinks have closed by the time the run is judged, so this step writes its
+    own few points, synchronously. A sink that fails here is reported, never fatal: the
+    verdict is already in summary.json and junit.xml.
+    """
+    if not verdicts:
+        return {}
+    time_ns = time.time_ns()
+    base = {"run_id": plan.run_id, "scenario": plan.scenario.name}
+    lines = [
+        encode(
+            threshold_point(
+                verdict.threshold.expression,
+                verdict.subject,
+                passed=verdict.passed,
+                observed=verdict.observed,
+                limit=verdict.threshold.value,
+                detail=verdict.detail,
+                base_tags=base,
+                time_ns=time_ns,
+            )
+        )
+        for verdict in verdicts
+    ]
+    body = ("\n".join(lines) + "\n").encode()
+    outcome: dict[str, str] = {}
+    with (plan.run_dir / "timeseries.lp").open("ab") as timeseries:
+        timeseries.write(body)
+    outcome["timeseries.lp"] = "written"
+    for url in plan.sinks:
+        try:
+            transport = open_transport(parse_sink_url(url))
+            try:
+                transport.send(body, len(lines))
+            finally:
+                transport.close()
+            outcome[url] = "written"
+        except Exception as exc:  # a sink failure must not change the verdict
+            outcome[url] = f"failed: {type(exc).__name__}"
+    return outcome
 
 
 def format_terminal_summary(summary: dict) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from ..metrics.lineprotocol import Point
 from ..metrics.results import RunResults
 from .svg import line_chart
 
@@ -25,6 +26,7 @@ _CSS = " ".join(
         "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1320px;color:#222;",
         "padding:0 16px}h1{font-size:22px;margin:0 0 4px}",
         "h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}",
+        "h3{font-size:15px;margin:18px 0 6px;color:#444}",
         ".verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;",
         "font-weight:600}.pass{background:#1a7f37}.fail{background:#cf222e}",
         ".incomplete{background:#9a6700}table{border-collapse:collapse;margin:6px 0 12px}",
@@ -268,36 +270,45 @@ def chart_series(chart: Chart, results: RunResults) -> Series:
     Points of one interval share a timestamp, so grouping by timestamp is grouping by
     interval: the same buckets the dashboards' ``GROUP BY time($__interval)`` makes.
     """
-    if not results.points:
-        return {}
-    start_ns = min(point.time_ns or 0 for point in results.points)
-    interval = results.interval_s or 1.0
-    buckets: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-    how: dict[str, str] = {}
-    for source in chart.sources:
+    return _Points(results).series(chart)
+
+
+class _Points:
+    """The run's points indexed by measurement, so each chart reads only its own."""
+
+    def __init__(self, results: RunResults) -> None:
+        self.start_ns = min((point.time_ns or 0 for point in results.points), default=0)
+        self.interval = results.interval_s or 1.0
+        self.by_measurement: dict[str, list[Point]] = defaultdict(list)
         for point in results.points:
-            if point.measurement != source.measurement:
-                continue
-            at = round(((point.time_ns or start_ns) - start_ns) / 1e9, 3)
-            group = _label(source.by, point.tags.get(source.by, "?")) if source.by else ""
-            for field_name, field_label in source.fields:
-                value = point.fields.get(field_name)
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    continue
-                line = " ".join(part for part in (group, field_label) if part) or field_name
-                buckets[line][at].append(float(value) * source.scale)
-                how[line] = source.how
-    series: Series = {
-        line: [
-            (at, _aggregate(values, how[line], interval)) for at, values in sorted(by_at.items())
-        ]
-        for line, by_at in buckets.items()
-    }
-    if chart.line is not None and series:
-        value, label = chart.line
-        x_max = max(at for points in series.values() for at, _ in points)
-        series[label] = [(0.0, value), (max(x_max, 1.0), value)]
-    return series
+            self.by_measurement[point.measurement].append(point)
+
+    def series(self, chart: Chart) -> Series:
+        buckets: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        how: dict[str, str] = {}
+        for source in chart.sources:
+            for point in self.by_measurement.get(source.measurement, ()):
+                at = round(((point.time_ns or self.start_ns) - self.start_ns) / 1e9, 3)
+                group = _label(source.by, point.tags.get(source.by, "?")) if source.by else ""
+                for field_name, field_label in source.fields:
+                    value = point.fields.get(field_name)
+                    if isinstance(value, bool) or not isinstance(value, int | float):
+                        continue
+                    line = " ".join(part for part in (group, field_label) if part) or field_name
+                    buckets[line][at].append(float(value) * source.scale)
+                    how[line] = source.how
+        series: Series = {
+            line: [
+                (at, _aggregate(values, how[line], self.interval))
+                for at, values in sorted(by_at.items())
+            ]
+            for line, by_at in buckets.items()
+        }
+        if chart.line is not None and series:
+            value, label = chart.line
+            x_max = max(at for points in series.values() for at, _ in points)
+            series[label] = [(0.0, value), (max(x_max, 1.0), value)]
+        return series
 
 
 def _acted_on_targets(results: RunResults) -> bool:
@@ -311,6 +322,7 @@ def _over_time(results: RunResults) -> list[str]:
         return []
     markers = _markers(results)
     acted = _acted_on_targets(results)
+    points = _Points(results)
     drawn: set[str] = set()
     out = ["<h2>Over time</h2>"]
     for section, charts in CHART_SECTIONS:
@@ -318,7 +330,7 @@ def _over_time(results: RunResults) -> list[str]:
             continue
         svgs = []
         for chart in charts:
-            series = chart_series(chart, results) if chart.title not in drawn else {}
+            series = points.series(chart) if chart.title not in drawn else {}
             if not series:
                 continue
             drawn.add(chart.title)

@@ -75,6 +75,7 @@ def build_summary(
                     "reconnects": series.reconnects,
                     "connect_failures": series.connect_failures,
                     "goaways": series.goaways,
+                    "empty_polls": series.empty_polls,
                     "connected_peak": series.connected,
                     "lag_ms": histogram_ms(series.lag),
                     "reconnect_ms": histogram_ms(series.reconnect_time),

@@ -9,6 +9,7 @@ the key, which the CLI reports as one line with exit code 2.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -177,14 +178,15 @@ def parse_scenario(  # noqa: PLR0912 - one branch per key keeps every message sp
     """Parse and validate scenario text; :class:`ScenarioError` names the first problem."""
     try:
         data = tomllib.loads(text) if toml else yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+    # PyYAML raises ValueError for impossible dates (2001-02-30), RecursionError for deep nesting.
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise ScenarioError(
             f"{source}: not valid {'TOML' if toml else 'YAML'}: {first_line}"
         ) from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario is a mapping of keys, got {type(data).__name__}")
-    unknown = sorted(set(data) - _TOP_KEYS)
+    unknown = sorted(map(str, set(data) - _TOP_KEYS))  # str: YAML keys may be ints
     if unknown:
         raise ScenarioError(
             f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})"
@@ -216,7 +218,7 @@ def parse_scenario(  # noqa: PLR0912 - one branch per key keeps every message sp
     feed = data.get("feed") or {}
     if not isinstance(feed, dict):
         raise fail("feed", "a mapping with rate, payload_size, retention")
-    extra = sorted(set(feed) - {"rate", "payload_size", "retention"})
+    extra = sorted(map(str, set(feed) - {"rate", "payload_size", "retention"}))
     if extra:
         raise fail(f"feed.{extra[0]}", "unknown key (known: rate, payload_size, retention)")
     scenario.feed = FeedShape(
@@ -255,8 +257,8 @@ def parse_rate(value: object, *, key: str = "rate", fail: Any = None) -> float:
         number = float(text)
     except ValueError:
         raise fail(key, f"not a rate: {value!r} (examples: 500/s, 200)") from None
-    if number <= 0:
-        raise fail(key, "rate must be positive")
+    if not math.isfinite(number) or number <= 0:
+        raise fail(key, "rate must be a positive finite number")
     return number / per
 
 
@@ -292,6 +294,6 @@ def _int(value: object, key: str, fail: Any, *, minimum: int, maximum: int | Non
 def _number(value: object, key: str, fail: Any, *, minimum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise fail(key, f"must be a number, got {value!r}")
-    if value < minimum:
-        raise fail(key, f"must be >= {minimum:g}, got {value}")
+    if not math.isfinite(value) or value < minimum:  # YAML .nan/.inf are floats too
+        raise fail(key, f"must be a finite number >= {minimum:g}, got {value}")
     return float(value)

@@ -18,6 +18,7 @@ the chart sets:
 ==================================  ===========================================================
 ``WIRELAB_RUN_SCENARIO``            built-in scenario name or a scenario file (default smoke)
 ``WIRELAB_RUN_LOCUSTFILE``          a locustfile to run instead of the generated one
+``WIRELAB_RUN_PROTOCOLS``           comma-separated subset: rest, poll, sse, ws, grpc
 ``WIRELAB_RUN_USERS``               total users, spread in the scenario's proportions
 ``WIRELAB_RUN_SPAWN_RATE``          users started per second
 ``WIRELAB_RUN_DURATION``            run time (``30s``, ``1h``)
@@ -73,6 +74,9 @@ def scenario_from_env(env: Mapping[str, str]):  # -> wirelab.scenarios.Scenario
 
     try:
         scenario = load_scenario(env.get("WIRELAB_RUN_SCENARIO") or "smoke")
+        if env.get("WIRELAB_RUN_PROTOCOLS"):
+            names = [p.strip() for p in env["WIRELAB_RUN_PROTOCOLS"].split(",") if p.strip()]
+            scenario.select_protocols(names)
         if env.get("WIRELAB_RUN_USERS"):
             scenario.scale_users(int(env["WIRELAB_RUN_USERS"]))
         if env.get("WIRELAB_RUN_SPAWN_RATE"):

@@ -252,6 +252,10 @@ rotates a password that InfluxDB or Grafana stored at first start), else a new r
 - name: WIRELAB_RUN_LOCUSTFILE
   value: /opt/wirelab/run/locustfile.py
 {{- end }}
+{{- with .Values.run.protocols }}
+- name: WIRELAB_RUN_PROTOCOLS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- with .Values.run.users }}
 - name: WIRELAB_RUN_USERS
   value: {{ . | quote }}
@@ -462,21 +466,13 @@ exec:
 {{- end -}}
 {{- end -}}
 
-{{/* "90s", "30m", "1h", "2h30m", "45" -> seconds (wirelab's duration syntax, whole units). */}}
+{{/* "90s", "30m", "1.5h", "45" -> whole seconds (wirelab's duration syntax, units.py). */}}
 {{- define "wirelab.seconds" -}}
-{{- $text := toString . -}}
-{{- if regexMatch "^[0-9]+$" $text -}}
-{{- $text -}}
-{{- else -}}
-{{- $total := 0 -}}
-{{- range regexFindAll "[0-9]+(ms|s|m|h|d)" $text -1 -}}
-{{- $n := regexFind "^[0-9]+" . | int -}}
-{{- $unit := regexFind "(ms|s|m|h|d)$" . -}}
-{{- $factor := get (dict "ms" 0 "s" 1 "m" 60 "h" 3600 "d" 86400) $unit -}}
-{{- $total = add $total (mul $n $factor) -}}
-{{- end -}}
-{{- $total -}}
-{{- end -}}
+{{- $text := toString . | trim -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $text -}}
+{{- $unit := trimPrefix $number $text | trim -}}
+{{- $factor := get (dict "" 1.0 "s" 1.0 "m" 60.0 "h" 3600.0 "ms" 0.001 "us" 0.000001 "µs" 0.000001) $unit -}}
+{{- mulf (float64 $number) $factor | ceil | int -}}
 {{- end -}}
 
 {{/* A podSelector peer of one component of this release: (list . "worker") */}}

@@ -1,6 +1,6 @@
-"""Fan-out of one WebSocket target process to many subscribers on loopback.
+"""Fan-out of one SSE or WebSocket target process to many subscribers on loopback.
 
-Starts ``wirelab targets serve ws`` (memory feed) once per publish rate, connects
+Starts ``wirelab targets serve ws|sse`` (memory feed) once per publish rate, connects
 ``--clients`` live-only subscribers from this process, and measures over a window:
 
 * events/s delivered to all clients together, against published/s x clients expected;
@@ -9,12 +9,13 @@ Starts ``wirelab targets serve ws`` (memory feed) once per publish rate, connect
   and how many events the slowest subscriber trails the newest at the end;
 * gaps: per client, events received must equal last seq - subscribed since.
 
-The client is a bare asyncio protocol that walks WebSocket frame headers without decoding
-every event, so that on a 2-core machine the client is cheaper per event than the target
-and the target saturates first. Check the client and other CPU columns before trusting
-a figure: on a shared 2-core machine anything else running skews it.
+The clients are bare asyncio protocols that walk WebSocket frame headers (or SSE's chunked
+framing) without decoding every event, so that on a 2-core machine the client is cheaper
+per event than the target and the target saturates first. Check the client and other CPU
+columns before trusting a figure: on a shared 2-core machine anything else running skews it.
 
-    .venv/bin/python benchmarks/ws_fanout.py --clients 1000 --rates 100,200,400,800
+    .venv/bin/python benchmarks/fanout.py --protocol ws --clients 1000 --rates 100,200,400,800
+    .venv/bin/python benchmarks/fanout.py --protocol sse --clients 1000 --rates 100,200,400,800
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _masked_text_frame(payload: bytes) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + mask + masked
 
 
-class Subscriber(asyncio.Protocol):
+class WsSubscriber(asyncio.Protocol):
     """One connection: handshake, subscribe live-only, then count event frames."""
 
     def __init__(self, host: str, port: int, connected: asyncio.Future[None]) -> None:
@@ -132,6 +133,87 @@ class Subscriber(asyncio.Protocol):
         return (self.last_seq - (self.since or 0)) - self.events
 
 
+class SseSubscriber(asyncio.Protocol):
+    """One SSE stream, live-only: decode the chunked body and count ``\n\n``-ended events."""
+
+    def __init__(self, host: str, port: int, connected: asyncio.Future[None]) -> None:
+        self.host, self.port = host, port
+        self.connected = connected
+        self.transport: asyncio.Transport | None = None
+        self.raw = bytearray()
+        self.body = bytearray()
+        self.open = False
+        self.chunk_left = 0
+        self.since: int | None = None
+        self.events = 0
+        self.last_seq = 0
+        self.lags_us: list[int] = []
+        self.sampling = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(f"GET /stream HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
+
+    def _dechunk(self) -> None:
+        raw = self.raw
+        while raw:
+            if self.chunk_left == 0:
+                end = raw.find(b"\r\n")
+                if end < 0:
+                    return
+                size_text = bytes(raw[:end])
+                if not size_text:  # the CRLF after a chunk's data
+                    del raw[:2]
+                    continue
+                self.chunk_left = int(size_text, 16)
+                del raw[: end + 2]
+                if self.chunk_left == 0:
+                    return
+            take = min(self.chunk_left, len(raw))
+            self.body += raw[:take]
+            del raw[:take]
+            self.chunk_left -= take
+
+    def data_received(self, data: bytes) -> None:
+        self.raw += data
+        if not self.open:
+            end = self.raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.raw.startswith(b"HTTP/1.1 200"):
+                self.connected.set_exception(RuntimeError(bytes(self.raw[:80]).decode()))
+                return
+            del self.raw[: end + 4]
+            self.open = True
+        self._dechunk()
+        body = self.body
+        end = body.rfind(b"\n\n")
+        if end < 0:
+            return
+        complete = bytes(body[: end + 2])
+        del body[: end + 2]
+        count = complete.count(b"\nid: ") + complete.startswith(b"id: ")
+        if count == 0:
+            return  # retry: hint or heartbeat comments
+        last_data = complete.rfind(b"data: ")
+        event = orjson.loads(complete[last_data + 6 : complete.index(b"\n", last_data)])
+        if self.since is None:
+            # Live-only: whatever the first event is, the stream started just before it.
+            self.since = event["seq"] - count
+            self.connected.set_result(None)
+        self.events += count
+        self.last_seq = event["seq"]
+        if self.sampling:
+            self.lags_us.append(time.time_ns() // 1000 - event["ts"])
+
+    @property
+    def gaps(self) -> int:
+        return (self.last_seq - (self.since or 0)) - self.events
+
+
+SUBSCRIBERS = {"ws": WsSubscriber, "sse": SseSubscriber}
+
+
 def _ready(port: int) -> bool:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
         return reply.status == 200
@@ -148,17 +230,24 @@ def _cpu_seconds(process: psutil.Process) -> float:
 
 
 async def _measure(
-    port: int, clients: int, warmup: float, window: float, target_pid: int, connect_timeout: float
+    protocol: str,
+    port: int,
+    clients: int,
+    warmup: float,
+    window: float,
+    target_pid: int,
+    connect_timeout: float,
 ) -> dict[str, float]:
     loop = asyncio.get_running_loop()
-    subscribers: list[Subscriber] = []
+    subscriber_class = SUBSCRIBERS[protocol]
+    subscribers: list[WsSubscriber | SseSubscriber] = []
     gate = asyncio.Semaphore(100)  # stay under the listen backlog while connecting
 
     async def connect_one() -> None:
         async with gate:
             connected = loop.create_future()
             _, subscriber = await loop.create_connection(
-                lambda: Subscriber("127.0.0.1", port, connected), "127.0.0.1", port
+                lambda: subscriber_class("127.0.0.1", port, connected), "127.0.0.1", port
             )
             subscribers.append(subscriber)
             await asyncio.wait_for(connected, connect_timeout)
@@ -208,14 +297,23 @@ async def _measure(
 def run_rate(rate: float, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
     port = free_port()
     argv = [
-        sys.executable, "-m", "wirelab", "targets", "serve", "ws", "--port", str(port),
+        sys.executable, "-m", "wirelab", "targets", "serve", args.protocol, "--port", str(port),
         "--rate", str(rate), "--payload-size", str(args.payload_size), "--log-level", "warning",
     ]  # fmt: skip
-    target = ManagedProcess(argv, name="ws-target", log_path=log_dir / f"ws-{rate:g}.log")
+    log_path = log_dir / f"{args.protocol}-{rate:g}.log"
+    target = ManagedProcess(argv, name=f"{args.protocol}-target", log_path=log_path)
     with target:
         target.wait_ready(lambda: _ready(port), timeout=20)
         result = uvloop.run(
-            _measure(port, args.clients, args.warmup, args.window, target.pid, args.connect_timeout)
+            _measure(
+                args.protocol,
+                port,
+                args.clients,
+                args.warmup,
+                args.window,
+                target.pid,
+                args.connect_timeout,
+            )
         )
     result["rate"] = rate
     # Against what was really published (the publisher may run a little under --rate).
@@ -225,6 +323,7 @@ def run_rate(rate: float, args: argparse.Namespace, log_dir: Path) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", choices=sorted(SUBSCRIBERS), default="ws")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rates", default="100,200,400,800", help="events/s, comma-separated")
     parser.add_argument("--payload-size", type=int, default=64)
@@ -235,7 +334,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print(
-        f"ws fan-out: 1 target process, {args.clients} subscribers, "
+        f"{args.protocol} fan-out: 1 target process, {args.clients} subscribers, "
         f"payload {args.payload_size} B, window {args.window:g}s, "
         f"{psutil.cpu_count()} CPUs, python {sys.version.split()[0]}"
     )

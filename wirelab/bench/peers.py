@@ -1,0 +1,311 @@
+"""The generator against its peers, in the same run, on the same REST (and WebSocket) target.
+
+Closed loop, same number of connections, same request (``POST /echo`` with a 64-byte payload):
+wrk, h2load (``--h1``), wirelab's ``RestUserBase`` and a plain Locust ``FastHttpUser`` — then
+wirelab's WebSocket echo and artillery's, when artillery is installed. Two questions:
+
+- efficiency: requests (or messages) per CPU-second of the generator process. wrk, h2load and
+  artillery are children of this process, so their CPU is what ``getrusage(RUSAGE_CHILDREN)``
+  gained while they ran; the harness measures its own from spawning to the end;
+- added latency: with the target's ``delay_ms`` hook set to a known service time, the mean
+  latency each tool reports minus that time (the loopback, the target's own HTTP work and the
+  generator's scheduling are all in it; the part that differs between tools is theirs).
+
+nginx serving a static answer under the same wrk load gives the REST target's ratio to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from .lab import HOST, Generator, Target, children_cpu, cpu_seconds
+from .locustfiles import CLOSED_REST
+
+__all__ = ["artillery_bin", "measure_peers", "parse_h2load", "parse_wrk"]
+
+PAYLOAD = "x" * 64
+
+NGINX_CONF = """
+worker_processes {workers};
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/nginx-body;
+  proxy_temp_path {dir}/nginx-proxy;
+  fastcgi_temp_path {dir}/nginx-fastcgi;
+  uwsgi_temp_path {dir}/nginx-uwsgi;
+  scgi_temp_path {dir}/nginx-scgi;
+  server {{
+    listen {host}:{port} reuseport;
+    location / {{ default_type application/json; return 200 '{{"payload":"{payload}"}}'; }}
+  }}
+}}
+"""
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not match:
+        raise ValueError(f"not a duration: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """Requests, requests/s, mean/p50/p99 latency (ms) and errors from ``wrk --latency``."""
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    mean = re.search(r"Latency\s+([\d.]+\w+)", out)
+    pct = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+\w+)", out, re.MULTILINE))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*?(\d+).*?(\d+).*?(\d+).*?(\d+)", out)
+    return {
+        "requests": int(total.group(1)) if total else 0,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "mean_ms": _ms(mean.group(1)) if mean else None,
+        "p50_ms": _ms(pct["50"]) if "50" in pct else None,
+        "p99_ms": _ms(pct["99"]) if "99" in pct else None,
+        "failures": (int(non2xx.group(1)) if non2xx else 0)
+        + (sum(int(g) for g in errors.groups()) if errors else 0),
+    }
+
+
+def parse_h2load(out: str) -> dict[str, Any]:
+    """Requests, requests/s, mean latency (ms) and failures from h2load's summary."""
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    timing = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    return {
+        "requests": int(done.group(2)) if done else 0,
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "mean_ms": _ms(timing.group(3)) if timing else None,
+        "p50_ms": None,
+        "p99_ms": None,
+        "failures": int(done.group(3)) if done else 0,
+    }
+
+
+def artillery_bin() -> str | None:
+    """artillery from the project's tools directory, or on PATH."""
+    local = Path.cwd() / ".tools" / "artillery" / "node_modules" / ".bin" / "artillery"
+    if local.exists():
+        return str(local)
+    return shutil.which("artillery")
+
+
+def _child(argv: list[str], timeout: float) -> tuple[str, float, float]:
+    """Run a peer; its stdout, the CPU seconds it used and the wall time."""
+    before = children_cpu()
+    started = time.monotonic()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True).stdout
+    return out, children_cpu() - before, time.monotonic() - started
+
+
+def _row(tool: str, figures: dict[str, Any], cpu_s: float, target_cpu_s: float, seconds: float) -> dict[str, Any]:
+    requests = figures["requests"]
+    return {
+        "tool": tool,
+        **figures,
+        "generator_cpu_s": round(cpu_s, 3),
+        "requests_per_cpu_s": round(requests / cpu_s) if cpu_s > 0 else None,
+        "generator_cpu_pct": round(100 * cpu_s / seconds, 1) if seconds else None,
+        "target_cpu_pct": round(100 * target_cpu_s / seconds, 1) if seconds else None,
+    }
+
+
+def _wrk(workdir: Path, url: str, connections: int, duration: float, delay_ms: int) -> list[str]:
+    script = workdir / f"post-{delay_ms}.lua"
+    body = {"payload": PAYLOAD, **({"delay_ms": delay_ms} if delay_ms else {})}
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{json.dumps(body, separators=(',', ':'))}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script), url]
+
+
+def _h2load(workdir: Path, url: str, connections: int, duration: float, delay_ms: int) -> list[str]:
+    data = workdir / f"body-{delay_ms}.json"
+    body = {"payload": PAYLOAD, **({"delay_ms": delay_ms} if delay_ms else {})}
+    data.write_text(json.dumps(body, separators=(",", ":")))
+    return [
+        "h2load", "--h1", "-t1", f"-c{connections}", f"-D{duration:g}", "--warm-up-time=1",
+        "-d", str(data), "-H", "Content-Type: application/json", url,
+    ]  # fmt: skip
+
+
+def _locust(
+    workdir: Path, target: Target, cls: str, connections: int, duration: float, delay_ms: int
+) -> tuple[dict[str, Any], float, float]:
+    env_before = os.environ.get("BENCH_DELAY_MS")
+    os.environ["BENCH_DELAY_MS"] = str(delay_ms)
+    try:
+        result = Generator(
+            workdir, f"peer-{cls}", CLOSED_REST, users=connections, duration=duration,
+            classes=[cls], args=["--rest-url" if cls != "WirelabWs" else "--ws-url", target.url,
+                                 "--host", target.url],
+        ).run()  # fmt: skip
+    finally:
+        if env_before is None:
+            os.environ.pop("BENCH_DELAY_MS", None)
+        else:
+            os.environ["BENCH_DELAY_MS"] = env_before
+    from .stats import histogram_ms  # noqa: PLC0415
+
+    latency = (result.get("extra") or {}).get("latency") or {}
+    name = max(latency, key=lambda n: latency[n]["n"], default=None)
+    hist = histogram_ms(latency.get(name) if name else None)
+    requests = sum(entry["count"] for entry in result["stats"].values())
+    figures = {
+        "requests": requests,
+        "rps": round(requests / result["elapsed_s"], 1),
+        "mean_ms": hist.get("mean"),
+        "p50_ms": hist["p50"],
+        "p99_ms": hist["p99"],
+        "failures": sum(entry["failures"] for entry in result["stats"].values()),
+    }
+    return figures, result["cpu_s"], result["elapsed_s"]
+
+
+def _run_http_tools(
+    workdir: Path, target: Target, *, connections: int, duration: float, delay_ms: int, tools: list[str]
+) -> dict[str, Any]:
+    url = f"http://{HOST}:{target.port}/echo"
+    rows: dict[str, Any] = {}
+    for tool in tools:
+        target_before = target.cpu()
+        if tool == "wrk":
+            out, cpu, wall = _child(_wrk(workdir, url, connections, duration, delay_ms), duration + 30)
+            figures, seconds = parse_wrk(out), wall
+        elif tool == "h2load":
+            out, cpu, wall = _child(_h2load(workdir, url, connections, duration, delay_ms), duration + 30)
+            figures, seconds = parse_h2load(out), wall
+        else:
+            figures, cpu, seconds = _locust(workdir, target, tool, connections, duration, delay_ms)
+        rows[tool] = _row(tool, figures, cpu, target.cpu() - target_before, seconds)
+    return rows
+
+
+def _nginx(workdir: Path, connections: int, duration: float, workers: str) -> dict[str, Any]:
+    from wirelab.processes import ManagedProcess, free_port  # noqa: PLC0415
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = free_port()
+    conf = workdir / f"nginx-{workers}.conf"
+    conf.write_text(NGINX_CONF.format(workers=workers, dir=workdir, host=HOST, port=port, payload=PAYLOAD))
+    process = ManagedProcess([nginx, "-c", str(conf)], name="nginx", log_path=workdir / "nginx.out")
+    with process:
+        from wirelab.processes import wait_for_port  # noqa: PLC0415
+
+        wait_for_port(HOST, port, timeout=10)
+        import psutil  # noqa: PLC0415
+
+        pids = [process.pid, *(p.pid for p in psutil.Process(process.pid).children(recursive=True))]
+        before = sum(cpu_seconds(pid) for pid in pids)
+        out, cpu, wall = _child(_wrk(workdir, f"http://{HOST}:{port}/echo", connections, duration, 0), duration + 30)
+        server = sum(cpu_seconds(pid) for pid in pids) - before
+    return _row(f"wrk → nginx ({workers} workers)", parse_wrk(out), cpu, server, wall)
+
+
+def _artillery(workdir: Path, target: Target, connections: int, duration: float) -> dict[str, Any] | None:
+    binary = artillery_bin()
+    if binary is None:
+        return None
+    per_vu = 1_000_000
+    script = workdir / "artillery-ws.yml"
+    script.write_text(
+        f"""config:
+  target: "ws://{HOST}:{target.port}/ws"
+  phases:
+    - duration: 1
+      arrivalCount: {connections}
+  ws:
+    subprotocols: ["wirelab.v1"]
+scenarios:
+  - engine: ws
+    flow:
+      - loop:
+          - send: '{{"type":"echo","id":1,"payload":"{PAYLOAD}"}}'
+        count: {per_vu}
+"""
+    )
+    report = workdir / "artillery.json"
+    before = children_cpu()
+    target_before = target.cpu()
+    started = time.monotonic()
+    try:
+        subprocess.run(
+            [binary, "run", "--output", str(report), str(script)],
+            capture_output=True, text=True, timeout=duration, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pass
+    wall = time.monotonic() - started
+    cpu = children_cpu() - before
+    try:
+        counters = json.loads(report.read_text())["aggregate"]["counters"]
+    except (OSError, ValueError, KeyError):
+        return {"tool": "artillery", "error": "no report (run cut at the time limit)"}
+    sent = int(counters.get("websocket.messages_sent", 0))
+    return _row("artillery", {"requests": sent, "rps": round(sent / wall, 1), "mean_ms": None,
+                              "p50_ms": None, "p99_ms": None, "failures": 0},
+                cpu, target.cpu() - target_before, wall)  # fmt: skip
+
+
+def measure_peers(
+    workdir: Path,
+    *,
+    connections: int,
+    duration: float,
+    delay_ms: int,
+    delay_connections: int,
+    log: Any = print,
+) -> dict[str, Any]:
+    """One repetition: throughput per generator CPU-second, added latency, nginx, WebSocket."""
+    tools = [t for t in ("wrk", "h2load") if shutil.which(t)] + ["Wirelab", "PlainLocust"]
+    out: dict[str, Any] = {}
+    with Target(workdir, "rest", "--rate", "0") as target:
+        out["throughput"] = _run_http_tools(
+            workdir, target, connections=connections, duration=duration, delay_ms=0, tools=tools
+        )
+        out["added_latency"] = _run_http_tools(
+            workdir, target, connections=delay_connections, duration=duration,
+            delay_ms=delay_ms, tools=tools,
+        )  # fmt: skip
+        for row in out["added_latency"].values():
+            row["added_mean_ms"] = None if row["mean_ms"] is None else round(row["mean_ms"] - delay_ms, 3)
+            row["added_p50_ms"] = None if row["p50_ms"] is None else round(row["p50_ms"] - delay_ms, 3)
+    for name, row in out["throughput"].items():
+        log(f"  peers {name:<12} {row['rps']:>9} req/s, {row['requests_per_cpu_s']} req/CPU-s, "
+            f"target cpu {row['target_cpu_pct']}%")  # fmt: skip
+    for name, row in out["added_latency"].items():
+        log(f"  peers {name:<12} added mean {row['added_mean_ms']} ms (p50 {row['added_p50_ms']})")
+    if shutil.which("wrk") and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        nginx = _nginx(workdir, connections, duration, "auto")
+        rest = out["throughput"].get("wrk")
+        out["nginx"] = {
+            "nginx": nginx,
+            "rest_over_nginx": round(rest["rps"] / nginx["rps"], 3) if rest and nginx["rps"] else None,
+        }
+        log(f"  peers nginx        {nginx['rps']} req/s; REST target / nginx = {out['nginx']['rest_over_nginx']}")
+    with Target(workdir, "ws", "--rate", "0") as target:
+        ws: dict[str, Any] = {}
+        figures, cpu, seconds = _locust(workdir, target, "WirelabWs", connections, duration, 0)
+        ws["wirelab"] = _row("wirelab ws", figures, cpu, 0.0, seconds)
+        artillery = _artillery(workdir, target, connections, duration)
+        ws["artillery"] = artillery or {"tool": "artillery", "error": "not installed"}
+        out["ws"] = ws
+        for name, row in ws.items():
+            log(f"  peers ws {name:<10} {row.get('rps')} msg/s, {row.get('requests_per_cpu_s')} msg/CPU-s "
+                f"{row.get('error', '')}")  # fmt: skip
+    return out
