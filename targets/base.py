@@ -50,6 +50,14 @@ class TargetSettings:
     #: A stream whose client leaves the send buffer full this long is cut (slow consumer):
     #: the client resumes from the feed's log, and the server's memory stays bounded.
     send_stall_timeout: float = 10.0
+    #: SO_SNDBUF of each client connection (0: the kernel's autotuning, up to tcp_wmem's
+    #: max, 4 MiB on Debian). Bounds the kernel memory a client that stops reading can pin
+    #: (the kernel doubles the value) and makes the stall visible to the server sooner;
+    #: 256 KiB still carries about 20 Mbit/s per client at 100 ms RTT.
+    socket_send_buffer: int = 256 * 1024
+    #: PEM certificate chain and key: serve HTTPS / WSS / gRPC over TLS (None: plaintext).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def reconnect_hint_ms(self) -> int:
         """A jittered reconnect delay for a client that is being sent away."""
@@ -152,9 +160,13 @@ class Target(ABC):
     def stats(self) -> dict[str, object]:
         """Server-side figures a client cannot see. Every target reports at least
         ``accepted_connections``, ``active_connections``, ``resumes``, ``replayed`` and
-        ``requests`` (a count, or a dict of counts per route/method)."""
+        ``requests`` (a count, or a dict of counts per route/method). ``accepted`` is what
+        the accept log counts: client connections as the protocol sees them (a REST TCP
+        connection, an SSE stream, a WebSocket session, a gRPC stream), without health
+        checks where the protocol can tell them apart."""
         return {
             "protocol": self.protocol,
+            "accepted": self.accepts.total,
             "ready": self.ready,
             "draining": self.draining,
             "drops": self.drops,

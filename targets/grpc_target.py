@@ -30,6 +30,7 @@ from .base import Target, TargetSettings
 from .feed.base import Feed, Subscription
 from .feed.event import Event, Reset, now_us
 from .proto import wirelab_pb2 as pb
+from .tls import grpc_server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,11 @@ class GrpcTarget(Target):
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         address = f"{host}:{port}"
         try:
-            bound = server.add_insecure_port(address)
+            if settings.tls_cert and settings.tls_key:
+                credentials = grpc_server_credentials(settings.tls_cert, settings.tls_key)
+                bound = server.add_secure_port(address, credentials)
+            else:
+                bound = server.add_insecure_port(address)
         except RuntimeError as exc:  # grpcio raises on bind failure; older versions return 0
             raise OSError(f"grpc target cannot listen on {address}: {exc}") from exc
         if bound == 0:

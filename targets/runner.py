@@ -37,7 +37,14 @@ def build_feed(settings: FeedSettings) -> Feed:
     if settings.redis_url:
         from .feed.redis_streams import RedisFeed  # noqa: PLC0415 - redis only when asked
 
-        return RedisFeed(settings.redis_url, key=settings.key, retention=settings.retention)
+        # The replica's cache holds no more than the log keeps: a resume point out of
+        # retention gets its reset on every replica alike, not only on those that restarted.
+        return RedisFeed(
+            settings.redis_url,
+            key=settings.key,
+            retention=settings.retention,
+            cache_size=max(1, min(10_000, settings.retention)),
+        )
     return MemoryFeed(retention=settings.retention)
 
 

@@ -29,6 +29,7 @@ class SseTarget(HttpTarget):
     """Server-Sent Events over HTTP/1.1 chunked responses."""
 
     protocol = "sse"
+    count_tcp_accepts = False
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -85,6 +86,7 @@ class SseTarget(HttpTarget):
         settings = self.settings
         self.active += 1
         self.streams_opened += 1
+        self.accepts.record()
         try:
             yield b"retry: %d\n\n" % settings.retry_ms
             while not subscription.closed:

@@ -25,6 +25,8 @@ from websockets.typing import Subprotocol
 from .base import Target, TargetSettings
 from .feed.base import Feed, Subscription
 from .feed.event import Event, now_us
+from .http.server import set_send_buffer
+from .tls import server_ssl_context
 from .ws_messages import (
     AUTH_TIMEOUT_S,
     AUTHENTICATED,
@@ -117,6 +119,7 @@ class WebSocketTarget(Target):
             ping_timeout=2 * heartbeat if heartbeat else None,
             close_timeout=CLOSE_TIMEOUT_S,
             logger=_library_log,
+            ssl=server_ssl_context(self.settings.tls_cert, self.settings.tls_key),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
@@ -243,6 +246,8 @@ class WebSocketTarget(Target):
             self.refused += 1
             await ws.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached; retry later")
             return
+        if self.settings.socket_send_buffer:
+            set_send_buffer(ws.transport, self.settings.socket_send_buffer)
         self.accepted += 1
         self.accepts.record()
         self.active += 1

@@ -7,6 +7,7 @@ multiplies them for a longer local session.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -72,7 +73,7 @@ def _parse_in_chunks(stream: bytes, cuts: list[int]) -> tuple[list, SseParser]:
     parser = SseParser()
     events = []
     previous = 0
-    for cut in sorted({c % (len(stream) + 1) for c in cuts}) + [len(stream)]:
+    for cut in [*sorted({c % (len(stream) + 1) for c in cuts}), len(stream)]:
         events.extend(parser.feed(stream[previous:cut]))
         previous = cut
     return events, parser
@@ -133,9 +134,7 @@ _json = st.recursive(
 
 
 @budget(150)
-@given(
-    st.one_of(st.text(max_size=80), st.binary(max_size=80), _json.map(lambda v: yaml.safe_dump(v)))
-)
+@given(st.one_of(st.text(max_size=80), st.binary(max_size=80), _json.map(yaml.safe_dump)))
 def test_ws_parse_message_raises_only_protocol_violation(frame):
     try:
         message = parse_message(frame)
@@ -372,10 +371,8 @@ def test_parse_scenario_raises_only_scenario_error_for_any_yaml(text):
 @budget(50)
 @given(st.text(max_size=80))
 def test_parse_scenario_raises_only_scenario_error_for_any_toml(text):
-    try:
+    with contextlib.suppress(ScenarioError):
         parse_scenario(text, source="fuzz.toml", toml=True)
-    except ScenarioError:
-        pass
 
 
 # -- line protocol -------------------------------------------------------------------------

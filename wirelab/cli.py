@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .exposure import is_loopback
 from .units import parse_duration, parse_size
 
 EXIT_OK = 0
@@ -59,7 +60,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option
     parser = _Parser(prog="wirelab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"wirelab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -143,24 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
         "closed, WS: 1008) and resumes from the log, so slow readers cannot exhaust memory",
     )
     behaviour.add_argument(
-        "--grpc-max-connection-age",
-        type=_duration,
-        default=0.0,
-        help="gRPC: GOAWAY each connection after this long (0: never), so clients "
-        "re-balance onto replicas added later",
+        "--tls-cert",
+        help="PEM certificate chain: serve HTTPS, WSS and gRPC over TLS (with --tls-key)",
     )
-    admin = serve.add_argument_group("admin")
-    admin.add_argument(
-        "--admin-port",
-        type=int,
-        help="also serve /healthz, /readyz, /stats, POST /admin/drain and /admin/drop here "
-        "(WIRELAB_ADMIN_TOKEN, when set, is required as a bearer token)",
+    behaviour.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    behaviour.add_argument(
+        "--socket-send-buffer",
+        type=_size,
+        default=256 * 1024,
+        help="SO_SNDBUF per client connection (0: kernel autotuning, up to 4 MiB): bounds "
+        "the kernel memory a client that stops reading can pin",
     )
-    admin.add_argument(
-        "--admin-host",
-        default="127.0.0.1",
-        help="address of the admin port (loopback by default: it can drain the process)",
-    )
+    _add_replica_arguments(serve, behaviour)
     behaviour.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -193,9 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="the local lab with Locust's web UI, until Ctrl-C")
     _add_lab_arguments(up)
     up.add_argument("--web-port", type=int, help="Locust web UI port (default: a free one)")
+    up.add_argument(
+        "--web-host",
+        default="127.0.0.1",
+        help="address of the web UI; beyond loopback it requires a login "
+        "(WIRELAB_WEB_USER and WIRELAB_WEB_PASSWORD)",
+    )
 
     scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
     scenarios.add_argument("--show", metavar="NAME", help="print one scenario's file")
+
+    bench = commands.add_parser(
+        "bench",
+        help="the protocol shoot-out: reproducible benchmarks of every protocol",
+        add_help=False,
+    )
+    bench.add_argument("bench_args", nargs="*", help="see `wirelab bench --help`")
 
     influx = commands.add_parser("influx", help="InfluxDB helpers")
     influx_commands = influx.add_subparsers(dest="influx_command", required=True)
@@ -211,6 +219,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-dir", type=Path, default=Path("reports"), help="where run directories go"
     )
     return parser
+
+
+def _add_replica_arguments(
+    serve: argparse.ArgumentParser, behaviour: argparse._ArgumentGroup
+) -> None:
+    """What a replica of a deployed service needs: rebalancing, and the admin port."""
+    behaviour.add_argument(
+        "--grpc-max-connection-age",
+        type=_duration,
+        default=0.0,
+        help="gRPC: GOAWAY each connection after this long (0: never), so clients "
+        "re-balance onto replicas added later",
+    )
+    admin = serve.add_argument_group("admin")
+    admin.add_argument(
+        "--admin-port",
+        type=int,
+        help="also serve /healthz, /readyz, /stats, POST /admin/drain and /admin/drop here "
+        "(WIRELAB_ADMIN_TOKEN, when set, is required as a bearer token)",
+    )
+    admin.add_argument(
+        "--admin-host",
+        default="127.0.0.1",
+        help="address of the admin port (loopback by default: it can drain the process)",
+    )
 
 
 def _add_lab_arguments(parser: argparse.ArgumentParser) -> None:
@@ -242,6 +275,12 @@ def _add_lab_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         parser.add_argument(f"--{protocol}-url", help=f"this protocol's target, e.g. {example}")
     parser.add_argument("--redis-url", help="share the lab targets' feed through this Redis")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        help="target replicas per protocol (REST/SSE/WS behind HAProxy, gRPC balanced by "
+        "the client, one shared Redis feed); overrides the scenario's replicas",
+    )
 
 
 def _target_ports(args: argparse.Namespace) -> dict[str, int]:
@@ -294,6 +333,9 @@ def _serve_targets(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         header_timeout=args.header_timeout,
         send_stall_timeout=args.send_stall_timeout,
+        socket_send_buffer=args.socket_send_buffer,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         # A token on the command line would show in `ps`: it comes from the environment.
         token=os.environ.get("WIRELAB_TARGET_TOKEN") or None,
         grpc_max_connection_age=args.grpc_max_connection_age,
@@ -308,6 +350,20 @@ def _serve_targets(args: argparse.Namespace) -> int:
     )
     if args.admin_port is not None and not 0 <= args.admin_port <= 65535:
         raise UsageError(f"--admin-port {args.admin_port} is not a port number")
+    if (
+        args.admin_port is not None
+        and not is_loopback(args.admin_host)
+        and not os.environ.get("WIRELAB_ADMIN_TOKEN")
+    ):
+        # The admin port drains and drops this process: beyond loopback it needs a token.
+        raise UsageError(
+            f"--admin-host {args.admin_host} is reachable beyond loopback: set "
+            "WIRELAB_ADMIN_TOKEN so the admin port requires it"
+        )
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.max_connections < 1:
+        raise UsageError(f"--max-connections must be at least 1, got {args.max_connections}")
     admin = AdminSettings(port=args.admin_port, host=args.admin_host)
     return serve(ports, settings, feed, admin)
 
@@ -320,7 +376,13 @@ def _parse_seqs(text: str) -> frozenset[int]:
 
 
 def _scenario_from(args: argparse.Namespace):  # -> Scenario (imported lazily)
-    from .scenarios import ScenarioError, load_scenario, parse_rate  # noqa: PLC0415
+    from .scenarios import (  # noqa: PLC0415
+        ScenarioError,
+        check_actions,
+        load_scenario,
+        parse_rate,
+    )
+    from .scenarios.actions import MAX_REPLICAS  # noqa: PLC0415
 
     try:
         scenario = load_scenario(args.scenario)
@@ -340,6 +402,11 @@ def _scenario_from(args: argparse.Namespace):  # -> Scenario (imported lazily)
             scenario.rate = parse_rate(args.rate, key="--rate")
         if args.reconnect is not None:
             scenario.reconnect = args.reconnect
+        if args.replicas is not None:
+            if not 1 <= args.replicas <= MAX_REPLICAS:
+                raise UsageError(f"--replicas must be from 1 to {MAX_REPLICAS}")
+            scenario.replicas = {"*": args.replicas}
+        check_actions(scenario)
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     return scenario
@@ -360,6 +427,19 @@ def _target_urls(args: argparse.Namespace) -> dict[str, str]:
     return urls
 
 
+def _lab_urls(args: argparse.Namespace, scenario) -> dict[str, str]:
+    """The user's target URLs; refused when the scenario acts on the lab's own replicas."""
+    urls = _target_urls(args)
+    if scenario.replicated:
+        given = [protocol for protocol in scenario.protocols if protocol in urls]
+        if given:
+            raise UsageError(
+                f"scenario {scenario.name!r} runs replicas and acts on them; it needs the "
+                f"lab's own targets, but --{given[0]}-url/--target-host points elsewhere"
+            )
+    return urls
+
+
 def _run(args: argparse.Namespace) -> int:
     from .run import RunPlan, execute_run  # noqa: PLC0415
     from .thresholds import ThresholdError, parse_threshold  # noqa: PLC0415
@@ -375,7 +455,7 @@ def _run(args: argparse.Namespace) -> int:
         scenario=scenario,
         thresholds=thresholds,
         report_dir=args.report_dir,
-        target_urls=_target_urls(args),
+        target_urls=_lab_urls(args, scenario),
         sinks=sinks,
         redis_url=args.redis_url,
     )
@@ -397,9 +477,21 @@ def _check_sinks(sinks: list[str]) -> None:
 def _up(args: argparse.Namespace) -> int:
     from .run import run_up  # noqa: PLC0415
 
+    if not is_loopback(args.web_host) and not (
+        os.environ.get("WIRELAB_WEB_USER") and os.environ.get("WIRELAB_WEB_PASSWORD")
+    ):
+        # The UI starts and stops load: beyond loopback, nobody uses it without a login.
+        raise UsageError(
+            f"--web-host {args.web_host} is reachable beyond loopback: set "
+            "WIRELAB_WEB_USER and WIRELAB_WEB_PASSWORD for the web UI's login"
+        )
     scenario = _scenario_from(args)
     return run_up(
-        scenario, target_urls=_target_urls(args), report_dir=args.report_dir, web_port=args.web_port
+        scenario,
+        target_urls=_lab_urls(args, scenario),
+        report_dir=args.report_dir,
+        web_port=args.web_port,
+        web_host=args.web_host,
     )
 
 
@@ -423,7 +515,7 @@ def _scenarios(args: argparse.Namespace) -> int:
         except ScenarioError as exc:  # pragma: no cover - built-ins are tested
             raise UsageError(str(exc)) from None
         shape = f"{scenario.duration:>6g}s  {scenario.total_users:>5} users"
-        print(f"{name:<10} {shape}  {scenario.description}")
+        print(f"{name:<16} {shape}  {scenario.description}")
     return EXIT_OK
 
 
@@ -441,6 +533,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wirelab`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # The bench has its own parser (wirelab.bench.cli): hand it every argument as is.
+        from .bench.cli import main as bench_main  # noqa: PLC0415 - heavy, only for bench
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -78,6 +78,11 @@ class Feed(ABC):
     async def _read_log(self, since: int, limit: int) -> Page:
         """Read the authoritative log after ``since`` (used when the cache cannot answer)."""
 
+    @property
+    def next_seq(self) -> int:
+        """The seq the next :meth:`append` from this replica will get."""
+        return self.head + 1
+
     async def claim_publisher(self) -> bool:
         """Whether this replica should publish now (one publisher per feed)."""
         return True

@@ -65,7 +65,7 @@ class Publisher:
             if leader:
                 target = int((now - started) * self.rate) + 1
                 while due < target:
-                    seq = self.feed.head + 1
+                    seq = self.feed.next_seq
                     event = await self.feed.append(make_payload(self.payload_size, seq))
                     if event is None:
                         leader = False

@@ -10,6 +10,7 @@ reader per replica, not one per client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 
@@ -125,9 +126,24 @@ class RedisFeed(Feed):
             log.warning("feed lease unavailable: %s", exc)
             self._leader = False
         if self._leader:
-            # A new leader continues from the stream's real top, not from its own memory.
-            self._published = await self._top_seq()
+            # A new leader continues from the stream's real top, not from its own memory;
+            # but never below a seq this replica already saw: a Redis that restarted empty
+            # (no persistence) must not make seqs start again at 1, which clients would
+            # take for old events.
+            try:
+                top = await self._top_seq()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("feed lease unavailable: %s", exc)
+                self._leader = False
+                return False
+            self._published = max(top, self._published, self.head)
         return self._leader
+
+    @property
+    def next_seq(self) -> int:
+        # The local head trails the stream by the tail's latency; the leader's own count
+        # does not.
+        return self._published + 1
 
     async def append(self, data: str) -> Event | None:
         seq = self._published + 1
@@ -143,7 +159,14 @@ class RedisFeed(Feed):
         except ResponseError:
             # Another replica published this seq: step down and let the lease decide.
             self._leader = False
-            self._published = await self._top_seq()
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                self._published = await self._top_seq()
+            return None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # Redis is gone: step down (the publisher retries the lease every second)
+            # instead of letting the publisher task die with the connection.
+            log.warning("feed append failed, publisher steps down: %s", exc)
+            self._leader = False
             return None
         self._published = seq
         # The tail task delivers it to local subscribers, in order with everyone else's.

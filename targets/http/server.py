@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -124,6 +125,14 @@ class Router:
         return None
 
 
+def set_send_buffer(transport: asyncio.BaseTransport, size: int) -> None:
+    """Cap the kernel's send buffer of one connection (``SO_SNDBUF``)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
 class ServerLimits:
     """Bounds that keep one bad client from hurting the others."""
 
@@ -137,6 +146,7 @@ class ServerLimits:
         keepalive_timeout: float = 75.0,
         max_connections: int = 10_000,
         send_stall_timeout: float = 10.0,
+        socket_send_buffer: int = 0,
     ) -> None:
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
@@ -148,6 +158,8 @@ class ServerLimits:
         self.max_connections = max_connections
         #: A stream whose transport stays above its high-water mark this long is closed.
         self.send_stall_timeout = send_stall_timeout
+        #: SO_SNDBUF of each connection (0: the kernel's autotuning).
+        self.socket_send_buffer = socket_send_buffer
 
 
 class HttpServer:
@@ -174,11 +186,19 @@ class HttpServer:
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int, *, backlog: int = 2048) -> int:
-        """Listen on ``host:port`` (port 0 picks one); returns the bound port."""
+    async def start(
+        self, host: str, port: int, *, backlog: int = 2048, ssl: object | None = None
+    ) -> int:
+        """Listen on ``host:port`` (port 0 picks one; ``ssl``: an SSLContext for HTTPS);
+        returns the bound port."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: HttpConnection(self), host, port, backlog=backlog, reuse_address=True
+            lambda: HttpConnection(self),
+            host,
+            port,
+            backlog=backlog,
+            reuse_address=True,
+            ssl=ssl,  # type: ignore[arg-type]
         )
         self._sweeper = asyncio.create_task(self._sweep(), name=f"{self.name} sweeper")
         return self._server.sockets[0].getsockname()[1]
@@ -256,6 +276,8 @@ class HttpConnection(asyncio.Protocol):
         # uvloop's transports implement the interface without subclassing it.
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
+        if self.limits.socket_send_buffer:
+            set_send_buffer(transport, self.limits.socket_send_buffer)
         self.server.accepted += 1
         if self.server.on_accept is not None:
             self.server.on_accept()
@@ -480,22 +502,8 @@ class HttpConnection(asyncio.Protocol):
                     break
                 if chunk:
                     transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                if not self.writable.is_set():
-                    try:
-                        async with asyncio.timeout(self.limits.send_stall_timeout):
-                            await self.writable.wait()
-                    except TimeoutError:
-                        # The client stopped reading: cut it instead of buffering for it.
-                        # It resumes from the feed's log (Last-Event-ID) when it comes back.
-                        self.server.stalled += 1
-                        log.info(
-                            "closing stalled stream %s: send buffer full for %.1f s",
-                            request.path,
-                            self.limits.send_stall_timeout,
-                        )
-                        self.closing = True
-                        transport.abort()
-                        break
+                if not self.writable.is_set() and not await self._wait_writable(request):
+                    break
             else:
                 if not self.closing:
                     transport.write(b"0\r\n\r\n")
@@ -513,6 +521,26 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if not transport.is_closing():
             transport.close()
+
+    async def _wait_writable(self, request: Request) -> bool:
+        """Wait for the client to read; ``False`` (and the connection cut) if it does not."""
+        try:
+            async with asyncio.timeout(self.limits.send_stall_timeout):
+                await self.writable.wait()
+        except TimeoutError:
+            # The client stopped reading: cut it instead of buffering for it. It resumes
+            # from the feed's log (Last-Event-ID) when it comes back.
+            self.server.stalled += 1
+            log.info(
+                "closing stalled stream %s: send buffer full for %.1f s",
+                request.path,
+                self.limits.send_stall_timeout,
+            )
+            self.closing = True
+            if self.transport is not None:
+                self.transport.abort()
+            return False
+        return True
 
     # -- closing ---------------------------------------------------------------------
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import hmac
 
 from ..base import Target
+from ..tls import server_ssl_context
 from .messages import CREDENTIAL_PARAMS, HttpError, Request, Response
 from .server import HttpServer, Router, ServerLimits
 
 
 class HttpTarget(Target):
     """An HTTP server with ``/healthz`` and ``/readyz``; subclasses add their routes."""
+
+    #: Every TCP connection goes to the accept log (REST); a streaming subclass counts its
+    #: streams instead, so the balancer's health checks do not look like clients.
+    count_tcp_accepts = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -24,15 +29,18 @@ class HttpTarget(Target):
             header_timeout=self.settings.header_timeout,
             max_connections=self.settings.max_connections,
             send_stall_timeout=self.settings.send_stall_timeout,
+            socket_send_buffer=self.settings.socket_send_buffer,
         )
         self.server = HttpServer(self.router, limits=limits, name=self.protocol)
-        self.server.on_accept = self.accepts.record
+        if self.count_tcp_accepts:
+            self.server.on_accept = self.accepts.record
 
     def add_routes(self, router: Router) -> None:
         """Register the protocol's own routes."""
 
     async def start(self) -> int:
-        self.port = await self.server.start(self.settings.host, self.settings.port)
+        tls = server_ssl_context(self.settings.tls_cert, self.settings.tls_key)
+        self.port = await self.server.start(self.settings.host, self.settings.port, ssl=tls)
         return self.port
 
     def mark_draining(self) -> None:

@@ -27,16 +27,23 @@ PROTOCOLS: dict[str, str] = {"sse": "IdleSse", "ws": "IdleWs", "grpc": "IdleGrpc
 BASELINE_CLIENTS = 10
 
 
-def _hold(workdir: Path, protocol: str, count: int, spawn_rate: float, hold: float) -> dict[str, Any]:
+def _hold(
+    workdir: Path, protocol: str, count: int, spawn_rate: float, hold: float
+) -> dict[str, Any]:
     with Target(workdir, protocol, "--rate", "0", "--heartbeat", "120s") as target:
         server = psutil.Process(target.pid)
         base_rss = server.memory_info().rss // 1024
         base_fds = server.num_fds()
         generator = Generator(
-            workdir, f"idle-{protocol}", IDLE, users=count, duration=count / spawn_rate + hold,
-            classes=[PROTOCOLS[protocol]], spawn_rate=spawn_rate,
+            workdir,
+            f"idle-{protocol}",
+            IDLE,
+            users=count,
+            duration=count / spawn_rate + hold,
+            classes=[PROTOCOLS[protocol]],
+            spawn_rate=spawn_rate,
             args=[url_option(protocol), target.url],
-        ).start()  # fmt: skip
+        ).start()
         best: dict[str, Any] = {"connections": -1}
         done = threading.Event()
 

@@ -58,9 +58,18 @@ class Target:
         self.protocol = protocol
         self.port = free_port()
         argv = [
-            sys.executable, "-m", "wirelab", "targets", "serve", protocol,
-            "--port", str(self.port), "--log-level", "warning", *args,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "wirelab",
+            "targets",
+            "serve",
+            protocol,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *args,
+        ]
         log = workdir / f"target-{protocol}-{self.port}.log"
         self.process = ManagedProcess(argv, name=f"{protocol} target", log_path=log)
 
@@ -121,9 +130,18 @@ class Generator:
         locustfile = workdir / f"{name}.py"
         locustfile.write_text(textwrap.dedent(source))
         command = [
-            sys.executable, "-m", "wirelab.users.harness", "--locustfile", str(locustfile),
-            "--users", str(users), "--spawn-rate", str(spawn_rate), "--duration", str(duration),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "wirelab.users.harness",
+            "--locustfile",
+            str(locustfile),
+            "--users",
+            str(users),
+            "--spawn-rate",
+            str(spawn_rate),
+            "--duration",
+            str(duration),
+        ]
         for cls in classes or ():
             command += ["--user-class", cls]
         self.command = [*command, "--", *args]

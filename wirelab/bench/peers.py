@@ -16,6 +16,7 @@ nginx serving a static answer under the same wrk load gives the REST target's ra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -83,7 +84,9 @@ def parse_wrk(out: str) -> dict[str, Any]:
 def parse_h2load(out: str) -> dict[str, Any]:
     """Requests, requests/s, mean latency (ms) and failures from h2load's summary."""
     rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    done = re.search(
+        r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out
+    )
     timing = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
     return {
         "requests": int(done.group(2)) if done else 0,
@@ -111,7 +114,9 @@ def _child(argv: list[str], timeout: float) -> tuple[str, float, float]:
     return out, children_cpu() - before, time.monotonic() - started
 
 
-def _row(tool: str, figures: dict[str, Any], cpu_s: float, target_cpu_s: float, seconds: float) -> dict[str, Any]:
+def _row(
+    tool: str, figures: dict[str, Any], cpu_s: float, target_cpu_s: float, seconds: float
+) -> dict[str, Any]:
     requests = figures["requests"]
     return {
         "tool": tool,
@@ -131,7 +136,16 @@ def _wrk(workdir: Path, url: str, connections: int, duration: float, delay_ms: i
         f"wrk.body = '{json.dumps(body, separators=(',', ':'))}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    return ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script), url]
+    return [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
 
 
 def _h2load(workdir: Path, url: str, connections: int, duration: float, delay_ms: int) -> list[str]:
@@ -139,9 +153,18 @@ def _h2load(workdir: Path, url: str, connections: int, duration: float, delay_ms
     body = {"payload": PAYLOAD, **({"delay_ms": delay_ms} if delay_ms else {})}
     data.write_text(json.dumps(body, separators=(",", ":")))
     return [
-        "h2load", "--h1", "-t1", f"-c{connections}", f"-D{duration:g}", "--warm-up-time=1",
-        "-d", str(data), "-H", "Content-Type: application/json", url,
-    ]  # fmt: skip
+        "h2load",
+        "--h1",
+        "-t1",
+        f"-c{connections}",
+        f"-D{duration:g}",
+        "--warm-up-time=1",
+        "-d",
+        str(data),
+        "-H",
+        "Content-Type: application/json",
+        url,
+    ]
 
 
 def _locust(
@@ -151,10 +174,19 @@ def _locust(
     os.environ["BENCH_DELAY_MS"] = str(delay_ms)
     try:
         result = Generator(
-            workdir, f"peer-{cls}", CLOSED_REST, users=connections, duration=duration,
-            classes=[cls], args=["--rest-url" if cls != "WirelabWs" else "--ws-url", target.url,
-                                 "--host", target.url],
-        ).run()  # fmt: skip
+            workdir,
+            f"peer-{cls}",
+            CLOSED_REST,
+            users=connections,
+            duration=duration,
+            classes=[cls],
+            args=[
+                "--rest-url" if cls != "WirelabWs" else "--ws-url",
+                target.url,
+                "--host",
+                target.url,
+            ],
+        ).run()
     finally:
         if env_before is None:
             os.environ.pop("BENCH_DELAY_MS", None)
@@ -178,17 +210,27 @@ def _locust(
 
 
 def _run_http_tools(
-    workdir: Path, target: Target, *, connections: int, duration: float, delay_ms: int, tools: list[str]
+    workdir: Path,
+    target: Target,
+    *,
+    connections: int,
+    duration: float,
+    delay_ms: int,
+    tools: list[str],
 ) -> dict[str, Any]:
     url = f"http://{HOST}:{target.port}/echo"
     rows: dict[str, Any] = {}
     for tool in tools:
         target_before = target.cpu()
         if tool == "wrk":
-            out, cpu, wall = _child(_wrk(workdir, url, connections, duration, delay_ms), duration + 30)
+            out, cpu, wall = _child(
+                _wrk(workdir, url, connections, duration, delay_ms), duration + 30
+            )
             figures, seconds = parse_wrk(out), wall
         elif tool == "h2load":
-            out, cpu, wall = _child(_h2load(workdir, url, connections, duration, delay_ms), duration + 30)
+            out, cpu, wall = _child(
+                _h2load(workdir, url, connections, duration, delay_ms), duration + 30
+            )
             figures, seconds = parse_h2load(out), wall
         else:
             figures, cpu, seconds = _locust(workdir, target, tool, connections, duration, delay_ms)
@@ -202,7 +244,9 @@ def _nginx(workdir: Path, connections: int, duration: float, workers: str) -> di
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
     conf = workdir / f"nginx-{workers}.conf"
-    conf.write_text(NGINX_CONF.format(workers=workers, dir=workdir, host=HOST, port=port, payload=PAYLOAD))
+    conf.write_text(
+        NGINX_CONF.format(workers=workers, dir=workdir, host=HOST, port=port, payload=PAYLOAD)
+    )
     process = ManagedProcess([nginx, "-c", str(conf)], name="nginx", log_path=workdir / "nginx.out")
     with process:
         from wirelab.processes import wait_for_port  # noqa: PLC0415
@@ -212,17 +256,18 @@ def _nginx(workdir: Path, connections: int, duration: float, workers: str) -> di
 
         pids = [process.pid, *(p.pid for p in psutil.Process(process.pid).children(recursive=True))]
         before = sum(cpu_seconds(pid) for pid in pids)
-        out, cpu, wall = _child(_wrk(workdir, f"http://{HOST}:{port}/echo", connections, duration, 0), duration + 30)
+        out, cpu, wall = _child(
+            _wrk(workdir, f"http://{HOST}:{port}/echo", connections, duration, 0), duration + 30
+        )
         server = sum(cpu_seconds(pid) for pid in pids) - before
     return _row(f"wrk → nginx ({workers} workers)", parse_wrk(out), cpu, server, wall)
 
 
-def _artillery(workdir: Path, target: Target, connections: int, duration: float) -> dict[str, Any] | None:
-    binary = artillery_bin()
-    if binary is None:
-        return None
-    per_vu = 1_000_000
-    script = workdir / "artillery-ws.yml"
+def _artillery_once(
+    binary: str, workdir: Path, target: Target, connections: int, per_vu: int, timeout: float
+) -> tuple[int, float, float, float]:
+    """One artillery run: messages sent, its CPU seconds, wall seconds, target CPU seconds."""
+    script = workdir / f"artillery-ws-{per_vu}.yml"
     script.write_text(
         f"""config:
   target: "ws://{HOST}:{target.port}/ws"
@@ -239,27 +284,63 @@ scenarios:
         count: {per_vu}
 """
     )
-    report = workdir / "artillery.json"
+    report = workdir / f"artillery-{per_vu}.json"
+    report.unlink(missing_ok=True)
     before = children_cpu()
     target_before = target.cpu()
     started = time.monotonic()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         subprocess.run(
             [binary, "run", "--output", str(report), str(script)],
-            capture_output=True, text=True, timeout=duration, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        pass
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "ARTILLERY_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"},
+        )
     wall = time.monotonic() - started
     cpu = children_cpu() - before
     try:
         counters = json.loads(report.read_text())["aggregate"]["counters"]
     except (OSError, ValueError, KeyError):
-        return {"tool": "artillery", "error": "no report (run cut at the time limit)"}
-    sent = int(counters.get("websocket.messages_sent", 0))
-    return _row("artillery", {"requests": sent, "rps": round(sent / wall, 1), "mean_ms": None,
-                              "p50_ms": None, "p99_ms": None, "failures": 0},
-                cpu, target.cpu() - target_before, wall)  # fmt: skip
+        return 0, cpu, wall, target.cpu() - target_before
+    return int(counters.get("websocket.messages_sent", 0)), cpu, wall, target.cpu() - target_before
+
+
+def _artillery(
+    workdir: Path, target: Target, connections: int, duration: float
+) -> dict[str, Any] | None:
+    """artillery's ws engine: messages per CPU-second, with and without its start-up.
+
+    Its ``send`` does not wait for a reply: these are messages sent, where wirelab's figure
+    is round trips (send, then the matching reply). A run of one message per virtual user
+    measures node's and artillery's fixed start-up cost, which the marginal figure leaves out.
+    """
+    binary = artillery_bin()
+    if binary is None:
+        return None
+    base_sent, base_cpu, _, _ = _artillery_once(binary, workdir, target, connections, 1, 120)
+    sent, cpu, wall, target_cpu = _artillery_once(
+        binary, workdir, target, connections, 5000, duration + 120
+    )
+    if not sent:
+        return {"tool": "artillery", "error": "no report from artillery"}
+    figures = {
+        "requests": sent,
+        "rps": None,
+        "mean_ms": None,
+        "p50_ms": None,
+        "p99_ms": None,
+        "failures": 0,
+    }
+    row = _row("artillery", figures, cpu, target_cpu, wall)
+    marginal_cpu = cpu - base_cpu
+    row["startup_cpu_s"] = round(base_cpu, 3)
+    row["marginal_messages_per_cpu_s"] = (
+        round((sent - base_sent) / marginal_cpu) if marginal_cpu > 0 else None
+    )
+    row["note"] = "messages sent, replies not awaited"
+    return row
 
 
 def measure_peers(
@@ -279,15 +360,25 @@ def measure_peers(
             workdir, target, connections=connections, duration=duration, delay_ms=0, tools=tools
         )
         out["added_latency"] = _run_http_tools(
-            workdir, target, connections=delay_connections, duration=duration,
-            delay_ms=delay_ms, tools=tools,
-        )  # fmt: skip
+            workdir,
+            target,
+            connections=delay_connections,
+            duration=duration,
+            delay_ms=delay_ms,
+            tools=tools,
+        )
         for row in out["added_latency"].values():
-            row["added_mean_ms"] = None if row["mean_ms"] is None else round(row["mean_ms"] - delay_ms, 3)
-            row["added_p50_ms"] = None if row["p50_ms"] is None else round(row["p50_ms"] - delay_ms, 3)
+            row["added_mean_ms"] = (
+                None if row["mean_ms"] is None else round(row["mean_ms"] - delay_ms, 3)
+            )
+            row["added_p50_ms"] = (
+                None if row["p50_ms"] is None else round(row["p50_ms"] - delay_ms, 3)
+            )
     for name, row in out["throughput"].items():
-        log(f"  peers {name:<12} {row['rps']:>9} req/s, {row['requests_per_cpu_s']} req/CPU-s, "
-            f"target cpu {row['target_cpu_pct']}%")  # fmt: skip
+        log(
+            f"  peers {name:<12} {row['rps']:>9} req/s, {row['requests_per_cpu_s']} req/CPU-s, "
+            f"target cpu {row['target_cpu_pct']}%"
+        )
     for name, row in out["added_latency"].items():
         log(f"  peers {name:<12} added mean {row['added_mean_ms']} ms (p50 {row['added_p50_ms']})")
     if shutil.which("wrk") and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
@@ -295,9 +386,14 @@ def measure_peers(
         rest = out["throughput"].get("wrk")
         out["nginx"] = {
             "nginx": nginx,
-            "rest_over_nginx": round(rest["rps"] / nginx["rps"], 3) if rest and nginx["rps"] else None,
+            "rest_over_nginx": round(rest["rps"] / nginx["rps"], 3)
+            if rest and nginx["rps"]
+            else None,
         }
-        log(f"  peers nginx        {nginx['rps']} req/s; REST target / nginx = {out['nginx']['rest_over_nginx']}")
+        log(
+            f"  peers nginx        {nginx['rps']} req/s; "
+            f"REST target / nginx = {out['nginx']['rest_over_nginx']}"
+        )
     with Target(workdir, "ws", "--rate", "0") as target:
         ws: dict[str, Any] = {}
         figures, cpu, seconds = _locust(workdir, target, "WirelabWs", connections, duration, 0)
@@ -306,6 +402,9 @@ def measure_peers(
         ws["artillery"] = artillery or {"tool": "artillery", "error": "not installed"}
         out["ws"] = ws
         for name, row in ws.items():
-            log(f"  peers ws {name:<10} {row.get('rps')} msg/s, {row.get('requests_per_cpu_s')} msg/CPU-s "
-                f"{row.get('error', '')}")  # fmt: skip
+            log(
+                f"  peers ws {name:<10} {row.get('rps')} msg/s, "
+                f"{row.get('requests_per_cpu_s')} msg/CPU-s "
+                f"{row.get('error', '')}"
+            )
     return out

@@ -12,8 +12,11 @@ payload, so HTTP headers and protocol framing are in).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .lab import Generator, Target, bottleneck, run_with_cpu, url_option
 from .locustfiles import PUSH
@@ -57,11 +60,22 @@ def measure_one(
     with Target(workdir, protocol, *feed) as target:
         before = target.stats() if protocol == "rest" else None
         generator = Generator(
-            workdir, f"push-{mechanism}", PUSH, users=clients, duration=duration,
-            classes=[cls], spawn_rate=max(clients, 100),
-            args=[url_option(protocol), target.url, "--deliver-sample", "0",
-                  "--payload-size", str(payload)],
-        )  # fmt: skip
+            workdir,
+            f"push-{mechanism}",
+            PUSH,
+            users=clients,
+            duration=duration,
+            classes=[cls],
+            spawn_rate=max(clients, 100),
+            args=[
+                url_option(protocol),
+                target.url,
+                "--deliver-sample",
+                "0",
+                "--payload-size",
+                str(payload),
+            ],
+        )
         with WireCounter(target.port, interval=0.25) as wire:
             result, cpu = run_with_cpu(target, generator)
         after = target.stats() if protocol == "rest" else None
@@ -90,6 +104,13 @@ def measure_one(
             wasted_pct=round(100 * empty / polls, 1) if polls else None,
             requests_per_event=round(polls / delivered, 3) if delivered else None,
         )
+    if mechanism == "ws":
+        # What a WebSocket frame adds to the event's JSON text (RFC 6455: 2-14 bytes).
+        seq = int(feed_rate * result["elapsed_s"])  # the digits of a typical seq in this run
+        ts = time.time_ns() // 1000
+        row["event_json_bytes"] = len(
+            orjson.dumps({"type": "event", "seq": seq, "ts": ts, "data": "x" * payload})
+        )
     steady = wire.steady(min_open=clients)
     if steady is not None and steady[0] > 0:
         seconds, sent, received = steady
@@ -101,6 +122,8 @@ def measure_one(
             bytes_per_event_total=round((sent + received) / events, 1),
             overhead_bytes_per_event=round((sent + received) / events - payload, 1),
         )
+        if "event_json_bytes" in row:
+            row["frame_overhead_bytes"] = round(sent / events - row["event_json_bytes"], 1)
     return row
 
 
@@ -122,9 +145,13 @@ def measure_push(
     out: dict[str, Any] = {}
     for mechanism in mechanisms or list(MECHANISMS):
         row = measure_one(
-            workdir, mechanism, clients=clients, feed_rate=feed_rate, payload=payload,
+            workdir,
+            mechanism,
+            clients=clients,
+            feed_rate=feed_rate,
+            payload=payload,
             duration=duration,
-        )  # fmt: skip
+        )
         out[mechanism] = row
         log(
             f"  push {mechanism:<11} delivered {row['delivered']}/{row['expected']} "

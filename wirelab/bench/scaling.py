@@ -66,16 +66,35 @@ def run_point(
     scenario.write_text(SCENARIO.format(duration=duration, workers=workers))
     report_dir = workdir / f"scaling-{workers}-{time.time_ns()}"
     argv = [
-        sys.executable, "-m", "wirelab", "run", "--scenario", str(scenario), "--protocols", "rest",
-        "--users", str(users), "--workers", str(workers), "--duration", f"{duration:g}s",
-        "--rate", f"{rate:g}/s", "--rest-url", target.url, "--report-dir", str(report_dir),
+        sys.executable,
+        "-m",
+        "wirelab",
+        "run",
+        "--scenario",
+        str(scenario),
+        "--protocols",
+        "rest",
+        "--users",
+        str(users),
+        "--workers",
+        str(workers),
+        "--duration",
+        f"{duration:g}s",
+        "--rate",
+        f"{rate:g}/s",
+        "--rest-url",
+        target.url,
+        "--report-dir",
+        str(report_dir),
         "--no-progress",
-    ]  # fmt: skip
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WIRELAB_", "LOCUST_"))}
     last: dict[int, float] = {}
     target_before = target.cpu()
     started = time.monotonic()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     root = psutil.Process(process.pid)
     done = threading.Event()
 
@@ -92,7 +111,9 @@ def run_point(
     target_cpu = target.cpu() - target_before
     summaries = list(report_dir.glob("*/summary.json"))
     if not summaries:
-        raise RuntimeError(f"wirelab run wrote no summary (exit {process.returncode}):\n{output[-3000:]}")
+        raise RuntimeError(
+            f"wirelab run wrote no summary (exit {process.returncode}):\n{output[-3000:]}"
+        )
     summary = json.loads(summaries[0].read_text())
     rows = [row for row in summary["requests"] if row["protocol"] == "rest"]
     count = sum(row["count"] for row in rows)
@@ -100,7 +121,9 @@ def run_point(
     run_s = summary.get("duration_s") or duration
     p99 = max((row["latency_ms"]["p99"] or 0) for row in rows) if rows else None
     generator_cpu = sum(last.values())
+    steady = steady_worker_cost(summaries[0].parent / "timeseries.lp")
     return {
+        **steady,
         "workers": workers,
         "requests": count,
         "rps": round(count / run_s, 1),
@@ -115,6 +138,41 @@ def run_point(
         "target_cpu_s_per_1k": round(1000 * target_cpu / count, 4) if count else None,
         "wall_s": round(wall, 1),
         "exit_code": process.returncode,
+    }
+
+
+def steady_worker_cost(timeseries: Path) -> dict[str, Any]:
+    """Workers' CPU per request over the steady intervals of a run (from its own metrics).
+
+    Every interval the workers report their CPU (``worker_health cpu_percent``) and the master
+    writes the interval's request count; intervals with at least half the peak count are the
+    steady state (start-up and shutdown left out).
+    """
+    counts: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for line in timeseries.read_text().splitlines():
+        head, _, rest = line.partition(" ")
+        while head.endswith("\\"):  # an escaped space inside the tags
+            more, _, rest = rest.partition(" ")
+            head = f"{head} {more}"
+        fields, _, stamp = rest.rpartition(" ")
+        values = dict(field.split("=", 1) for field in fields.split(","))
+        if head.startswith("requests,") and "protocol=rest" in head:
+            counts[int(stamp)] = counts.get(int(stamp), 0) + int(values["count"].rstrip("i"))
+        elif head.startswith("worker_health,"):
+            cpu[int(stamp)] = cpu.get(int(stamp), 0.0) + float(values["cpu_percent"]) / 100
+    if not counts:
+        return {}
+    peak = max(counts.values())
+    steady = [stamp for stamp, count in counts.items() if count >= peak / 2 and stamp in cpu]
+    requests = sum(counts[stamp] for stamp in steady)
+    if not requests:
+        return {}
+    return {
+        "steady_intervals": len(steady),
+        "steady_rps": round(requests / len(steady), 1),
+        "steady_worker_cpu_cores": round(sum(cpu[stamp] for stamp in steady) / len(steady), 2),
+        "worker_cpu_s_per_1k": round(1000 * sum(cpu[stamp] for stamp in steady) / requests, 4),
     }
 
 
@@ -160,19 +218,22 @@ def measure_report_cost(series: int = 12, samples: int = 2000, rounds: int = 200
 def model(points: dict[int, dict[str, Any]], report: dict[str, Any], cores: int) -> dict[str, Any]:
     """Predict 2 and 8 workers here, and the cluster, from the 1-worker point."""
     one = points[1]
-    g = (one["generator_cpu_s_per_1k"] or 0) / 1000
+    g = (one.get("worker_cpu_s_per_1k") or one["generator_cpu_s_per_1k"] or 0) / 1000
     t = (one["target_cpu_s_per_1k"] or 0) / 1000
     if not g or not t:
         return {}
     # Cores the 1-worker run kept busy (master, worker, target), out of the machine's.
     busy = (one["generator_tree_cpu_s"] + one["target_cpu_s"]) / one["run_s"]
+    # The master's own CPU and whatever else runs here are not in g or t.
     predictions = {}
     for workers, point in points.items():
         predicted = min(workers / g, 1 / t, cores / (g + t))
         predictions[str(workers)] = {
             "predicted_rps": round(predicted),
-            "measured_rps": point["rps"],
-            "measured_over_predicted": round(point["rps"] / predicted, 3) if predicted else None,
+            "measured_rps": point.get("steady_rps", point["rps"]),
+            "measured_over_predicted": round(point.get("steady_rps", point["rps"]) / predicted, 3)
+            if predicted
+            else None,
         }
     per_worker = 1 / g
     return {
@@ -207,11 +268,14 @@ def measure_scaling(
     points: dict[int, dict[str, Any]] = {}
     with Target(workdir, "rest", "--rate", "0") as target:
         for count in workers:
-            point = run_point(workdir, target, workers=count, users=users, rate=rate, duration=duration)
+            point = run_point(
+                workdir, target, workers=count, users=users, rate=rate, duration=duration
+            )
             points[count] = point
             log(
                 f"  scaling workers {count}: {point['rps']} req/s, dropped {point['dropped']}, "
-                f"generator {point['generator_tree_cpu_s']} CPU-s, target {point['target_cpu_pct']}%"
+                f"generator {point['generator_tree_cpu_s']} CPU-s, "
+                f"target {point['target_cpu_pct']}%"
             )
     report = measure_report_cost()
     return {

@@ -57,8 +57,8 @@ def summarize_runs(runs: list[Mapping[str, Any]]) -> dict[str, Any]:
             isinstance(v, int | float) and not isinstance(v, bool) for v in present
         ):
             result[key] = summarize(present)
-        elif present and all(v == present[0] for v in present):
-            result[key] = present[0]
+        elif all(v == values[0] for v in values):
+            result[key] = values[0]
         else:
             result[key] = values
     return result
@@ -97,3 +97,37 @@ def merge_wire(wires: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | No
 def _label(q: float) -> str:
     text = f"{q * 100:g}".replace(".", "")
     return f"p{text}"
+
+
+def flatten_medians(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """``{"request.ws.p50_ms": median, ...}`` for every summarised number."""
+    flat: dict[str, float] = {}
+    for key, value in summary.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and "median" in value and "spread_pct" in value:
+            if isinstance(value["median"], int | float):
+                flat[path] = float(value["median"])
+        elif isinstance(value, Mapping):
+            flat.update(flatten_medians(value, f"{path}."))
+    return flat
+
+
+def reproducibility(
+    first: Mapping[str, Any], second: Mapping[str, Any], keys: Iterable[str], bound_pct: float = 15
+) -> dict[str, Any]:
+    """How far apart two runs' medians are on ``keys`` (difference over their mean, in %)."""
+    a, b = flatten_medians(first), flatten_medians(second)
+    rows = {}
+    for key in keys:
+        if key not in a or key not in b:
+            continue
+        mean = (a[key] + b[key]) / 2
+        diff = 0.0 if mean == 0 else 100 * abs(a[key] - b[key]) / abs(mean)
+        rows[key] = {"first": a[key], "second": b[key], "diff_pct": round(diff, 1)}
+    within = [row for row in rows.values() if row["diff_pct"] <= bound_pct]
+    return {
+        "bound_pct": bound_pct,
+        "within": len(within),
+        "compared": len(rows),
+        "rows": rows,
+    }

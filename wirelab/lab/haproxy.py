@@ -10,6 +10,9 @@ Why HAProxy, and why these settings:
 - **``balance leastconn``** for the long-lived streams (SSE, WebSocket): after a drain the
   returning clients go to the emptiest replicas, the newly started one first. REST uses
   ``roundrobin``: its requests are short and uniform.
+- **SSE: ``option http-no-delay``**: an event stream is the interactive use HAProxy's
+  packet-filling delay (MSG_MORE) was not made for; without it every handshake and many
+  events arrive ~200 ms late.
 - **``timeout tunnel 1h``**: a WebSocket becomes a tunnel after its upgrade, and the client
   and server timeouts would otherwise cut idle streams. ``timeout server``/``client`` of 75 s
   sit above the targets' 15 s heartbeats and the 55 s long poll.
@@ -37,7 +40,9 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +131,10 @@ def render_config(
             "    option httpchk GET /readyz",
             "    http-check expect status 200",
         ]
+        if name == "sse":
+            # Every event must leave at once: HAProxy otherwise holds small chunks back to
+            # fill packets (MSG_MORE), which shows as ~200 ms on every handshake and event.
+            lines.append("    option http-no-delay")
         if name == "rest":
             lines += [
                 "    option http-server-close",
@@ -146,7 +155,9 @@ class Haproxy:
         self.binary = binary
         self.workdir = workdir
         self.backends = {backend.protocol: backend for backend in backends}
-        self.socket_path = workdir / "haproxy.sock"
+        # A UNIX socket path has room for ~107 bytes; a run directory may be deeper than that.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="wirelab-haproxy-"))
+        self.socket_path = self._socket_dir / "admin.sock"
         self.config_path = workdir / "haproxy.cfg"
         self.process: ManagedProcess | None = None
 
@@ -159,15 +170,22 @@ class Haproxy:
         self.config_path.write_text(
             render_config(list(self.backends.values()), stats_socket=self.socket_path)
         )
+        check_log = self.workdir / "haproxy-check.log"
         check = ManagedProcess(
-            [self.binary, "-c", "-q", "-f", str(self.config_path)], name="haproxy-check"
+            [self.binary, "-c", "-q", "-f", str(self.config_path)],
+            name="haproxy-check",
+            log_path=check_log,
         )
         with check:
             deadline = time.monotonic() + 10
             while check.alive and time.monotonic() < deadline:
                 time.sleep(0.02)
         if check.returncode != 0:
-            raise HaproxyError(f"haproxy rejected its generated config {self.config_path}")
+            alerts = [line for line in check_log.read_text().splitlines() if "ALERT" in line]
+            raise HaproxyError(
+                f"haproxy rejected its generated config {self.config_path}: "
+                f"{alerts[0] if alerts else 'see ' + str(check_log)}"
+            )
         # -db: stay in the foreground (ManagedProcess owns it); -W is not needed without
         # reloads, which is the point of using the runtime API (see the module docstring).
         self.process = ManagedProcess(
@@ -185,6 +203,7 @@ class Haproxy:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(grace=5)
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     # -- runtime API -----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..probes import target_ready
 from ..processes import ManagedProcess, free_port, free_ports
@@ -68,6 +69,9 @@ class LocalLab:
         self.run_dir = run_dir
         self.python = python
         self.targets: ManagedProcess | None = None
+        #: The replicated lab (replicas, Redis, HAProxy) and its control API, when used.
+        self.replica_lab: Any = None
+        self.control: Any = None
         self.master: ManagedProcess | None = None
         self.workers: list[ManagedProcess] = []
         self.master_port = 0
@@ -112,6 +116,55 @@ class LocalLab:
             raise LabError(f"targets did not become ready: {str(exc).splitlines()[0]}") from None
         return target_urls(HOST, ports)
 
+    def start_replicas(
+        self,
+        replicas: dict[str, int],
+        slots: dict[str, int],
+        *,
+        spec: TargetSpec,
+        grace: float = 10.0,
+        drain_delay: float = 0.5,
+        retry_ms: int = 1000,
+        retry_jitter_ms: int = 2000,
+        min_ready: float = 0.0,
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Start the replicated lab (see :mod:`.replicas`) and serve its orchestrator on the
+        control API; returns the users' URLs and the environment the master needs."""
+        import secrets  # noqa: PLC0415
+
+        from .control import ControlServer  # noqa: PLC0415
+        from .local_orchestrator import LocalOrchestrator  # noqa: PLC0415
+        from .replicas import ReplicaError, ReplicaLab, ReplicaSettings  # noqa: PLC0415
+
+        admin_token = secrets.token_urlsafe(24)
+        settings = ReplicaSettings(
+            log_dir=self.run_dir / "logs",
+            redis_url="",
+            python=self.python,
+            rate=spec.rate,
+            payload_size=spec.payload_size,
+            retention=spec.retention,
+            grace=grace,
+            drain_delay=drain_delay,
+            retry_ms=retry_ms,
+            retry_jitter_ms=retry_jitter_ms,
+            extra_args=spec.extra_args,
+            admin_token=admin_token,
+            min_ready=min_ready,
+        )
+        self.replica_lab = ReplicaLab(
+            self.run_dir, settings, replicas, slots, redis_url=spec.redis_url
+        )
+        try:
+            urls = self.replica_lab.start()
+        except (ReplicaError, RuntimeError) as exc:
+            raise LabError(
+                f"the replicated lab did not start: {str(exc).splitlines()[0]}"
+            ) from None
+        self.control = ControlServer(LocalOrchestrator(self.replica_lab)).start()
+        env = {**self.control.environment(), "WIRELAB_ADMIN_TOKEN": admin_token}
+        return urls, env
+
     # -- locust ----------------------------------------------------------------------
 
     def _locust_argv(self, locustfile: Path, *extra: str) -> list[str]:
@@ -128,6 +181,8 @@ class LocalLab:
         spawn_rate: float | None = None,
         run_time_s: float | None = None,
         web_port: int | None = None,
+        web_host: str = HOST,
+        web_login: bool = False,
     ) -> ManagedProcess:
         """Start the Locust master; headless runs start the test once workers connect."""
         self.master_port = free_port(HOST)
@@ -156,7 +211,9 @@ class LocalLab:
             argv += ["--run-time", f"{max(1, round(run_time_s or 0))}s", "--only-summary"]
         else:
             self.web_port = web_port or free_port(HOST)
-            argv += ["--web-host", HOST, "--web-port", str(self.web_port)]
+            argv += ["--web-host", web_host, "--web-port", str(self.web_port)]
+            if web_login:
+                argv.append("--web-login")
         self.master = ManagedProcess(
             argv,
             name="locust-master",
@@ -202,6 +259,10 @@ class LocalLab:
             worker.stop(grace=5)
         if self.master is not None:
             self.master.stop(grace=10)
+        if self.control is not None:
+            self.control.close()
+        if self.replica_lab is not None:
+            self.replica_lab.close()
         if self.targets is not None:
             self.targets.stop(grace=15)
 

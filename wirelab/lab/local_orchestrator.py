@@ -6,9 +6,11 @@ Deployment controller and a Service would act on pods:
 - ``rolling_restart``: one replica at a time, max surge 1, max unavailable 0. A new
   process starts in a free address slot under the old one's name; once it is ready (its
   own ``/readyz`` and the protocol's readiness) it enters HAProxy (``state ready``; gRPC
-  clients already hold its address). Then the old one leaves HAProxy (``state drain``: no
-  new connections, like an endpoint removed from a Service), gets SIGTERM, and must exit
-  within its grace period; it is killed if not. Its slot is freed.
+  clients already hold its address) and stays ready ``min_ready`` seconds (at least
+  ``GRPC_MIN_READY_S`` for gRPC, so that its clients find it). Then the old one leaves
+  HAProxy (``state drain``: no new connections, like an endpoint removed from a Service),
+  gets SIGTERM, and must exit within its grace period; it is killed if not. Its slot is
+  freed.
 - ``kill``: SIGKILL ``count`` replicas (a crash: nobody tells the balancer, its health checks
   notice), then start replacements, as a ReplicaSet would.
 - ``drop_connections``: ``POST /admin/drop`` on every replica: each resets every client
@@ -19,8 +21,8 @@ Deployment controller and a Service would act on pods:
 
 ``service`` is a protocol (``rest``, ``sse``, ``ws``, ``grpc``) or ``all``; with ``all`` the
 protocols are acted on in parallel, as separate Deployments would roll at once. Every step
-is recorded in the lab's event log (``replica_start``, ``replica_drain``, ``replica_stop``,
-``kill``), which the scenario driver turns into timeline annotations.
+is recorded in the lab's event log (``replica_start``, ``replica_drain``, ``replica_stop``;
+a killed replica's stop says so), which the scenario driver turns into timeline annotations.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ __all__ = ["LocalOrchestrator"]
 
 #: Seconds beyond a replica's grace before an unfinished drain is cut with SIGKILL.
 EXIT_MARGIN_S = 5.0
+#: Seconds a new gRPC replica stays ready before an old one drains (a Deployment's
+#: ``minReadySeconds``). gRPC clients balance over addresses they were given at start; one
+#: that failed to connect to an empty slot retries only after its reconnect backoff (1 s in
+#: the lab's generated locustfile). Draining the old replica before they found the new one
+#: can leave a client with no ready replica for a moment: UNAVAILABLE unary calls.
+GRPC_MIN_READY_S = 1.5
 
 
 class LocalOrchestrator:
@@ -172,6 +180,9 @@ class LocalOrchestrator:
             protocol=protocol,
             replica=name,
         )
+        min_ready = max(lab.settings.min_ready, GRPC_MIN_READY_S if protocol == "grpc" else 0)
+        if min_ready > 0:
+            time.sleep(min_ready)
         return replica
 
     def _retire(self, replica: Replica) -> bool:
@@ -214,14 +225,22 @@ class LocalOrchestrator:
         for victim in victims:
             victim.stop(grace=0)
             lab.events.add(
-                "kill", f"{victim.name} killed (SIGKILL, pid {victim.pid})",
-                protocol=protocol, replica=victim.name,
-            )  # fmt: skip
+                "replica_stop",
+                f"{victim.name} killed (SIGKILL, pid {victim.pid}): a crash, no drain",
+                protocol=protocol,
+                replica=victim.name,
+            )
         # The balancer finds out by itself (failed checks); the slot stays out until reused.
         for victim in victims:
             lab.forget(victim)
         for victim in victims:
             self._start(protocol, victim.name)
+        if protocol in PROXIED:
+            # A crashed replica's slot that no replacement took goes back to maintenance.
+            free = set(lab.pools[protocol].free_slots())
+            for victim in victims:
+                if victim.slot in free:
+                    lab.haproxy.disable(protocol, victim.slot)
         names = [victim.name for victim in victims]
         return names, f"killed {len(names)} and started replacements"
 

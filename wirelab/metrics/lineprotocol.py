@@ -18,8 +18,9 @@ Measurements
     ``streams`` — one point per stream ``(protocol, name)`` reported in the interval.
         Counters: ``delivered``, ``gaps``, ``missing``, ``duplicates``, ``out_of_order``,
         ``resets``, ``reset_lost``, ``connects``, ``disconnects``, ``reconnects``,
-        ``connect_failures``, ``goaways``, ``empty_polls`` (polling); gauge ``connected`` (open streams across all live
-        workers); ``lag_p50``, ``lag_p90``, ``lag_p99``, ``lag_max`` (delivery lag, ms) and
+        ``connect_failures``, ``goaways``, ``empty_polls`` (polling); gauge ``connected``
+        (open streams across all live workers); ``lag_p50``, ``lag_p90``, ``lag_p99``,
+        ``lag_max`` (delivery lag, ms) and
         ``reconnect_p50``, ``reconnect_p99`` (disconnect to first event after resuming, ms)
         when there were samples.
     ``users`` — field ``users``: running users across all workers.
@@ -34,8 +35,17 @@ Measurements
     ``thresholds`` — written once when the run is judged: tags ``threshold`` (the
         expression) and ``name`` (the series or group it judged); fields ``passed`` (1/0),
         ``observed`` (absent when there was no data), ``limit``, ``detail``.
-    ``targets`` — server-side figures per target replica (tag ``replica``), polled from
-        each replica's ``/stats`` during scenarios with replicas.
+    ``targets`` — server-side figures per target replica (tags ``protocol``, ``replica``: a
+        stable name such as ``ws-1``, kept across restarts), polled from each replica's admin
+        ``/stats`` every interval during scenarios with replicas. Gauges
+        ``active_connections`` (streams for gRPC), ``draining`` and ``ready`` (0/1); per
+        interval ``accepted`` (connections accepted; gRPC: streams opened), ``accept_rate``
+        (accepted per second of the interval), ``requests`` (requests, WS messages, gRPC
+        calls), ``resumes`` and ``replayed`` (events re-sent from the log). While a replica is
+        being replaced, its old and new process are summed under its one name.
+    ``target_accepts`` — tags ``protocol``, ``replica``; field ``accepted``: connections
+        accepted in one 100 ms bucket, stamped with the bucket's start. Written only for
+        buckets with accepts; the shape of a reconnect storm, which 1 s points blur.
     ``sink`` — tag ``name`` (the sink, e.g. ``influxdb 10.0.0.5:8086/wirelab``); fields
         ``buffered`` (points waiting), ``dropped`` (points lost so far), ``retries``,
         ``written``.
@@ -74,6 +84,8 @@ __all__ = [
     "request_point",
     "sink_point",
     "stream_point",
+    "target_accepts_point",
+    "targets_point",
     "threshold_point",
     "users_point",
 ]
@@ -387,3 +399,41 @@ def threshold_point(
         fields["observed"] = float(observed)
     tags = {**base_tags, "threshold": expression, "name": subject}
     return Point("thresholds", tags, fields, time_ns)
+
+
+#: Fields of the ``targets`` measurement, in the order they are written.
+TARGET_FIELDS = (
+    "active_connections",
+    "accepted",
+    "accept_rate",
+    "requests",
+    "resumes",
+    "replayed",
+    "draining",
+    "ready",
+)
+
+
+def targets_point(
+    protocol: str,
+    replica: str,
+    figures: Mapping[str, float],
+    base_tags: Mapping[str, str],
+    time_ns: int,
+) -> Point:
+    """A ``targets`` point: one replica's server-side figures for one interval."""
+    fields: dict[str, FieldValue] = {}
+    for key in TARGET_FIELDS:
+        value = figures.get(key, 0)
+        fields[key] = float(value) if key == "accept_rate" else int(value)
+    return Point(
+        "targets", {**base_tags, "protocol": protocol, "replica": replica}, fields, time_ns
+    )
+
+
+def target_accepts_point(
+    protocol: str, replica: str, accepted: int, base_tags: Mapping[str, str], time_ns: int
+) -> Point:
+    """A ``target_accepts`` point: accepts of one replica in the 100 ms from ``time_ns``."""
+    tags = {**base_tags, "protocol": protocol, "replica": replica}
+    return Point("target_accepts", tags, {"accepted": int(accepted)}, time_ns)

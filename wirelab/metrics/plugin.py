@@ -66,14 +66,22 @@ from .recorder import Aggregate, recorder
 from .series import RequestSeries, StreamSeries
 from .sinks import FileSink, Sink, open_sink, parse_sink_url
 
-__all__ = ["ANNOTATION_TAGS", "PluginConfig", "RunMetrics", "annotate", "register"]
+__all__ = [
+    "ANNOTATION_TAGS",
+    "PluginConfig",
+    "RunMetrics",
+    "annotate",
+    "base_tags",
+    "register",
+    "write_points",
+]
 
 logger = logging.getLogger("wirelab.metrics")
 
 #: The worker tag of a local (non-distributed) run's own health.
 LOCAL_WORKER = "local"
 #: Tags an annotation may carry besides its kind.
-ANNOTATION_TAGS = frozenset({"protocol", "name", "worker"})
+ANNOTATION_TAGS = frozenset({"protocol", "name", "worker", "replica"})
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_FLUSH_TIMEOUT_S = 10.0
 METRICS_FILE = "metrics.json"
@@ -387,7 +395,21 @@ def _write_json(path: Path, data: Any) -> None:
 # -- the plugin: one per process, whatever imported it --------------------------------------
 
 
-def _annotation(kind: str, text: str, **tags: str) -> dict[str, Any]:
+def _status_of(exception: Any) -> str:
+    """`` (UNAVAILABLE)`` for a gRPC error: a status code is a small fixed set, and without it
+    every gRPC failure reads the same (``_InactiveRpcError``)."""
+    code = getattr(exception, "code", None)
+    if not callable(code):
+        return ""
+    try:
+        status = code()
+    except Exception:
+        return ""
+    name = getattr(status, "name", None)
+    return f" ({name})" if isinstance(name, str) else ""
+
+
+def _annotation(kind: str, text: str, time_ns: int | None = None, **tags: str) -> dict[str, Any]:
     if not kind or not isinstance(kind, str):
         raise ValueError("an annotation needs a kind")
     unknown = set(tags) - ANNOTATION_TAGS
@@ -396,7 +418,8 @@ def _annotation(kind: str, text: str, **tags: str) -> dict[str, Any]:
             f"annotation tags may only be {', '.join(sorted(ANNOTATION_TAGS))} "
             f"(got {', '.join(sorted(unknown))}); put details in the text"
         )
-    time_ns = time.time_ns()
+    if time_ns is None:
+        time_ns = time.time_ns()
     return {
         "at": time_ns / 1e9,
         "time_ns": time_ns,
@@ -435,6 +458,7 @@ class _Plugin:
         if exception is not None:
             # The class, never the text: texts carry ids and addresses (unbounded keys).
             error = type(exception).__name__ if isinstance(exception, BaseException) else "error"
+            error += _status_of(exception)
         service = context.get("service_time_s") if context else None
         recorder().request(
             request_type,
@@ -525,21 +549,41 @@ def _plugin() -> _Plugin:
     return locust.events._wirelab_metrics
 
 
-def annotate(kind: str, text: str, **tags: str) -> dict[str, Any]:
+def annotate(kind: str, text: str, *, time_ns: int | None = None, **tags: str) -> dict[str, Any]:
     """Put a scenario action (``deploy_start``, ``deploy_end``, ``storm``...) on the run's
     timeline: an ``annotations`` point at now in every sink, and an entry in metrics.json.
 
     ``kind`` becomes a tag, so keep it to a small fixed vocabulary; ``text`` is free.
-    ``tags`` may be ``protocol``, ``name`` and ``worker``. On the master (or in a local run)
+    ``tags`` may be ``protocol``, ``name``, ``worker`` and ``replica``. ``time_ns`` places
+    it at an earlier moment (an event that happened elsewhere and is reported now, such as a
+    replica's drain seen by the orchestrator); default: now. On the master (or in a local run)
     the point is written at once; on a worker it travels with the next report. Returns the
     annotation as kept.
 
     Raises:
         ValueError: no kind, or a tag outside ``protocol``/``name``/``worker``.
     """
-    annotation = _annotation(kind, text, **tags)
+    annotation = _annotation(kind, text, time_ns, **tags)
     _plugin().annotate(annotation)
     return annotation
+
+
+def base_tags() -> dict[str, str]:
+    """The tags every point of this run carries (``run_id``, ``scenario``)."""
+    plugin = _plugin()
+    config = plugin.config or PluginConfig.from_env()
+    return config.base_tags
+
+
+def write_points(points: list[Point]) -> bool:
+    """Write extra points (the target monitor's ``targets`` series) to every sink of the run,
+    now. Only the master (or a local run) writes; elsewhere nothing happens and ``False`` is
+    returned."""
+    run = _plugin().run
+    if run is None:
+        return False
+    run._write(points)
+    return True
 
 
 register()

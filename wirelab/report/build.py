@@ -10,6 +10,7 @@ from ..metrics.lineprotocol import encode, threshold_point
 from ..metrics.results import RunResults, load_results
 from ..metrics.sinks import open_transport, parse_sink_url
 from ..thresholds import Verdict, evaluate
+from .deploy import deploy_summary
 from .html import render_report
 from .summary import build_junit, build_summary
 
@@ -46,6 +47,16 @@ def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) ->
     verdicts: list[Verdict] = []
     if results is not None:
         verdicts = evaluate(plan.thresholds, results.requests, results.streams, duration_s=duration)
+    try:
+        deploy = deploy_summary(results)
+    except Exception as exc:  # a report bug must not cost the run its verdict
+        deploy = None
+        incomplete.append(f"the deploy figures could not be computed ({type(exc).__name__}: {exc})")
+    for action in (deploy or {}).get("actions", ()):
+        if not action["ok"]:
+            # An action that failed (or never finished) means the scenario did not happen.
+            incomplete.append(f"action {action['action']} {action['service']} failed: "
+                              f"{action.get('error', '')}")  # fmt: skip
     if incomplete:
         code = EXIT_INCOMPLETE
     elif any(not verdict.passed for verdict in verdicts):
@@ -63,6 +74,8 @@ def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) ->
         open_model=plan.scenario.rate is not None,
     )
     summary["wall_time_s"] = round(wall_time_s, 1)
+    if deploy is not None:
+        summary["deploy"] = deploy
     summary["threshold_points"] = write_threshold_points(plan, verdicts)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (run_dir / "junit.xml").write_text(build_junit(plan.run_id, verdicts, incomplete))

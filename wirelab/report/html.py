@@ -17,6 +17,7 @@ from typing import Any
 
 from ..metrics.lineprotocol import Point
 from ..metrics.results import RunResults
+from .deploy import deploy_html
 from .svg import line_chart
 
 Series = dict[str, list[tuple[float, float]]]
@@ -343,6 +344,10 @@ def _over_time(results: RunResults) -> list[str]:
     return out
 
 
+#: Annotation kinds drawn on charts: the actions. Per-replica events would crowd every chart.
+_MARKER_KINDS = frozenset({"deploy_start", "deploy_end", "storm", "kill", "scale", "action_error"})
+
+
 def _markers(results: RunResults) -> list[tuple[float, str]]:
     if not results.points or not results.annotations:
         return []
@@ -350,6 +355,7 @@ def _markers(results: RunResults) -> list[tuple[float, str]]:
     return [
         (float(note.get("at", start)) - start, str(note.get("kind", "")))
         for note in results.annotations
+        if note.get("kind") in _MARKER_KINDS
     ]
 
 
@@ -387,6 +393,7 @@ def render_report(summary: dict[str, Any], results: RunResults | None) -> str:
         out.append("<p>No thresholds were set.</p>")
     out += _request_table(summary)
     out += _stream_table(summary)
+    out.append(deploy_html(summary.get("deploy"), results))
     if results is not None:
         out += _over_time(results)
     out.append("</body></html>")

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..units import parse_duration, parse_size
+from .actions import Action, LabShape, parse_actions, parse_lab, parse_replicas
 
 #: Scenario user keys → the Locust user classes in :mod:`wirelab.users` they run.
 USER_CLASSES: dict[str, str] = {
@@ -28,6 +29,13 @@ USER_CLASSES: dict[str, str] = {
     "sse": "SseUser",
     "ws": "WebSocketUser",
     "grpc": "GrpcUser",
+    # Only POST /echo: stateless REST traffic that stays valid across replicas (the
+    # reference target keeps items per replica, so CRUD through a balancer sees 404s).
+    "rest_echo": "RestEchoUser",
+    # Feed-only clients (no echo/chat tasks): the cheapest connection a worker holds, for
+    # reconnect storms and connection-count scenarios.
+    "ws_feed": "WebSocketFeedUser",
+    "grpc_feed": "GrpcFeedUser",
 }
 
 #: Which target protocol each user key needs.
@@ -38,15 +46,18 @@ USER_PROTOCOL: dict[str, str] = {
     "sse": "sse",
     "ws": "ws",
     "grpc": "grpc",
+    "rest_echo": "rest",
+    "ws_feed": "ws",
+    "grpc_feed": "grpc",
 }
 
 #: ``--protocols`` names and the user keys they select ("poll" is REST polling).
 PROTOCOL_USERS: dict[str, tuple[str, ...]] = {
-    "rest": ("rest",),
+    "rest": ("rest", "rest_echo"),
     "poll": ("poll_short", "poll_long"),
     "sse": ("sse",),
-    "ws": ("ws",),
-    "grpc": ("grpc",),
+    "ws": ("ws", "ws_feed"),
+    "grpc": ("grpc", "grpc_feed"),
 }
 
 
@@ -78,7 +89,40 @@ class Scenario:
     rate: float | None = None
     reconnect: str = "full_jitter:base=0.5,cap=5"
     thresholds: list[str] = field(default_factory=list)
+    #: Replicas per protocol (``"*"``: every protocol); empty: the one-process lab.
+    replicas: dict[str, int] = field(default_factory=dict)
+    #: Actions on the targets, in time order (see :mod:`.actions`).
+    actions: list[Action] = field(default_factory=list)
+    #: Drain and reconnect-hint settings of the replicated lab's targets.
+    lab: LabShape = field(default_factory=LabShape)
     source: str = "<built-in>"
+
+    @property
+    def replicated(self) -> bool:
+        """Whether the run needs the replicated lab (replicas, a balancer, an orchestrator)."""
+        return bool(self.replicas or self.actions)
+
+    def replica_counts(self) -> dict[str, int]:
+        """Replicas per protocol this run needs (1 where the scenario says nothing)."""
+        default = self.replicas.get("*", 1)
+        return {protocol: self.replicas.get(protocol, default) for protocol in self.protocols}
+
+    def slot_counts(self) -> dict[str, int]:
+        """Address slots per protocol: room for the most replicas any action asks for, plus
+        the spare slots a rolling restart surges into."""
+        counts = self.replica_counts()
+        slots = {}
+        for protocol, count in counts.items():
+            most = max(
+                [count]
+                + [
+                    action.replicas or 0
+                    for action in self.actions
+                    if action.do == "scale" and action.service in (protocol, "all")
+                ]
+            )
+            slots[protocol] = most + self.lab.spare_slots
+        return slots
 
     @property
     def total_users(self) -> int:
@@ -98,6 +142,9 @@ class Scenario:
             raise ScenarioError(f"unknown protocol {unknown[0]!r}: choose from {choices}")
         keep = {key for name in names for key in PROTOCOL_USERS[name]}
         self.users = {key: count for key, count in self.users.items() if key in keep}
+        # Actions on protocols left out have nothing to act on.
+        kept = {USER_PROTOCOL[key] for key, count in self.users.items() if count > 0}
+        self.actions = [a for a in self.actions if a.service == "all" or a.service in kept]
         # The scenario's own thresholds about protocols left out would fail for lack of
         # data; they go too (thresholds given on the command line stay).
         self.thresholds = [
@@ -143,6 +190,9 @@ _TOP_KEYS = {
     "rate",
     "reconnect",
     "thresholds",
+    "replicas",
+    "lab",
+    "actions",
 }
 
 
@@ -172,7 +222,7 @@ def load_scenario(name_or_path: str) -> Scenario:
     return parse_scenario(text, source=f"<built-in {name_or_path}>")
 
 
-def parse_scenario(  # noqa: PLR0912 - one branch per key keeps every message specific
+def parse_scenario(  # noqa: PLR0912, PLR0915 - one branch per key keeps every message specific
     text: str, *, source: str = "<string>", toml: bool = False
 ) -> Scenario:
     """Parse and validate scenario text; :class:`ScenarioError` names the first problem."""
@@ -240,7 +290,49 @@ def parse_scenario(  # noqa: PLR0912 - one branch per key keeps every message sp
         except ThresholdError as exc:
             raise fail(f"thresholds[{index}]", str(exc)) from None
     scenario.thresholds = list(thresholds)
+    _parse_acting_keys(scenario, data, fail)
     return scenario
+
+
+def _parse_acting_keys(scenario: Scenario, data: dict[str, Any], fail: Any) -> None:
+    """``replicas``, ``lab`` and ``actions`` (see :mod:`.actions`)."""
+    if data.get("replicas") is not None:
+        scenario.replicas = parse_replicas(data["replicas"], fail)
+    scenario.lab = parse_lab(data.get("lab"), fail)
+    scenario.actions = parse_actions(data.get("actions"), fail, duration=scenario.duration)
+    check_actions(scenario, fail)
+
+
+def check_actions(scenario: Scenario, fail: Any = None) -> None:
+    """Checks that need the scenario as a whole (run again after command-line overrides):
+    every action starts within the run and names a protocol the run uses, and a kill takes
+    at most as many replicas as there are (all of them is allowed: an outage is a scenario).
+    """
+    fail = fail or (lambda key, problem: ScenarioError(f"{scenario.source}: {key}: {problem}"))
+    protocols = scenario.protocols
+    for index, action in enumerate(scenario.actions):
+        if action.at >= scenario.duration:
+            raise fail(
+                f"actions[{index}].at",
+                f"{action.at:g}s is not within the run's duration ({scenario.duration:g}s)",
+            )
+    counts = scenario.replica_counts()
+    for index, action in enumerate(scenario.actions):
+        if action.service != "all" and action.service not in protocols:
+            raise fail(
+                f"actions[{index}].service",
+                f"{action.service!r} has no users in this scenario "
+                f"(it uses {', '.join(protocols)})",
+            )
+        if action.do == "kill":
+            services = protocols if action.service == "all" else [action.service]
+            for service in services:
+                if action.count > counts[service]:
+                    raise fail(
+                        f"actions[{index}].count",
+                        f"kills {action.count} {service} replicas; "
+                        f"the scenario runs {counts[service]}",
+                    )
 
 
 def parse_rate(value: object, *, key: str = "rate", fail: Any = None) -> float:

@@ -12,6 +12,7 @@ Use them from a locustfile, directly or as base classes for your own service::
 class                   what one user does
 ======================  ===================================================================
 ``RestUser``            CRUD mix (ETag/If-Match, Idempotency-Key retry) and ``POST /echo``
+``RestEchoUser``        only ``POST /echo`` (stateless: safe across replicas)
 ``ShortPollUser``       polls ``/events?since=`` every second (+-20%), freshness lag
 ``LongPollUser``        long polls ``/events?since=&wait=``, freshness lag
 ``SseUser``             one SSE stream, resumed with Last-Event-ID across reconnects
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from .grpc import GrpcFeedUser, GrpcUser, GrpcUserBase
     from .open_model import OpenModelUser
     from .polling import LongPollUser, ShortPollUser
-    from .rest import RestUser, RestUserBase
+    from .rest import RestEchoUser, RestUser, RestUserBase
     from .sse import SseUser
     from .stream import StreamSession
     from .ws import WebSocketFeedUser, WebSocketUser, WebSocketUserBase
@@ -58,6 +59,7 @@ __all__ = [
     "GrpcUserBase",
     "LongPollUser",
     "OpenModelUser",
+    "RestEchoUser",
     "RestUser",
     "RestUserBase",
     "ShortPollUser",
@@ -74,6 +76,7 @@ _WHERE = {
     "GrpcUserBase": ".grpc",
     "LongPollUser": ".polling",
     "OpenModelUser": ".open_model",
+    "RestEchoUser": ".rest",
     "RestUser": ".rest",
     "RestUserBase": ".rest",
     "ShortPollUser": ".polling",

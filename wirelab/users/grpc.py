@@ -132,6 +132,10 @@ class GrpcUserBase(OpenModelUser, User):
     lb_policy: ClassVar[str] = "pick_first"
     #: gRPC service config (retry policy); ``None`` leaves the channel's default.
     service_config: ClassVar[dict[str, Any] | None] = SERVICE_CONFIG
+    #: Longest wait between connection attempts to one address. Lower it when replicas
+    #: appear at addresses the channel already holds (the local lab's prepared slots): a
+    #: new replica is found within this time.
+    max_reconnect_backoff_ms: ClassVar[int] = 5_000
 
     _user_counter: ClassVar[int] = 0
 
@@ -143,7 +147,12 @@ class GrpcUserBase(OpenModelUser, User):
             raise StopTest(f"{type(self).__name__}: {exc}") from None
         GrpcUserBase._user_counter += 1
         self.target, extra = channel_target(targets, GrpcUserBase._user_counter, self.lb_policy)
-        self.channel_options = [*CHANNEL_OPTIONS, *extra]
+        backoff = ("grpc.max_reconnect_backoff_ms", self.max_reconnect_backoff_ms)
+        self.channel_options = [
+            *[option for option in CHANNEL_OPTIONS if option[0] != backoff[0]],
+            backoff,
+            *extra,
+        ]
         if self.service_config is not None:
             self.channel_options.append(("grpc.service_config", json.dumps(self.service_config)))
         self.session = StreamSession(

@@ -20,6 +20,7 @@ tasks with its base's, so a class that wants only its own tasks starts from the 
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from locust.exception import StopTest
 from .open_model import OpenModelUser
 from .options import MissingTargetError, payload_size, target_urls, token
 
-__all__ = ["RestUser", "RestUserBase"]
+__all__ = ["RestEchoUser", "RestUser", "RestUserBase"]
 
 _JSON = "application/json"
 
@@ -47,6 +48,9 @@ class RestUserBase(OpenModelUser, FastHttpUser):
     wirelab_target: ClassVar[tuple[str, str, str]] = ("rest_url", "rest_url", "http")
     open_name: ClassVar[str] = "rest POST /echo"
     wait_time = between(0.5, 1.5)
+    #: Verify the target's certificate on https URLs: Locust's FastHttpUser does not by
+    #: default. ``WIRELAB_TLS_INSECURE=1`` turns it off, for self-signed labs only.
+    insecure: ClassVar[bool] = os.environ.get("WIRELAB_TLS_INSECURE") == "1"
 
     #: Base URL of the API; ``--rest-url``/``WIRELAB_REST_URL`` win, then this, then ``--host``.
     rest_url: ClassVar[str | None] = None
@@ -281,5 +285,20 @@ class RestUser(RestUserBase):
             self.delete_item(item_id)
 
     @task(2)
+    def echo_task(self) -> None:
+        self.echo()
+
+
+class RestEchoUser(RestUserBase):
+    """Only ``POST /echo``: stateless request/response, for runs across several replicas.
+
+    The reference REST target keeps its items in each replica's memory, so a CRUD mix behind
+    a balancer reads items another replica created (404), deploy or not. Deploy and storm
+    scenarios use this user for their REST traffic.
+    """
+
+    abstract = True
+
+    @task
     def echo_task(self) -> None:
         self.echo()

@@ -1,0 +1,53 @@
+"""The claims table's verdicts: held, not held, depends."""
+
+from __future__ import annotations
+
+from wirelab.bench.claims import CLAIMS, build_claims, verdict
+from wirelab.bench.stats import summarize
+
+
+def test_a_ratio_that_reaches_the_claim_is_held():
+    assert verdict("ratio", 3.0, summarize([2.9, 3.4, 3.1])) == "held"
+    assert verdict("ratio", 3.0, summarize([2.5])) == "held"  # within 25%
+
+
+def test_a_ratio_in_the_right_direction_but_too_small_depends():
+    assert verdict("ratio", 3.0, summarize([1.3, 1.5, 1.4])) == "depends"
+
+
+def test_a_ratio_whose_median_does_not_go_the_claimed_way_is_not_held():
+    assert verdict("ratio", 3.0, summarize([0.7, 0.9, 1.0])) == "not held"
+    assert verdict("ratio", 3.0, summarize([0.8, 0.98, 1.04])) == "not held"
+    assert verdict("ratio", 0.5, summarize([1.2, 1.1])) == "not held"
+
+
+def test_a_ratio_claimed_below_one_is_held_when_low_enough():
+    assert verdict("ratio", 0.5, summarize([0.4, 0.55])) == "held"
+
+
+def test_a_condition_turns_a_reached_claim_into_depends():
+    assert verdict("ratio", 1.6, summarize([2.0]), depends_on="generator bound") == "depends"
+
+
+def test_range_and_at_least_claims():
+    assert verdict("range", (2.0, 14.0), summarize([4.0]), tolerance=0.0) == "held"
+    assert verdict("range", (2.0, 14.0), summarize([40.0]), tolerance=0.0) == "not held"
+    assert verdict("at_least", 95.0, summarize([97.0]), tolerance=0.0) == "held"
+    assert verdict("at_least", 95.0, summarize([10.0]), tolerance=0.0) == "not held"
+    assert verdict("at_least", 95.0, summarize([10.0]), tolerance=0.0, depends_on="rate") == (
+        "depends"
+    )
+    assert verdict("ratio", 3.0, summarize([None])) == "no data"
+
+
+def test_claims_table_computes_a_ratio_per_repetition():
+    reps = [
+        {"request": {"rest_keepalive": {"p50_ms": 6.0}, "ws": {"p50_ms": 2.0}}},
+        {"request": {"rest_keepalive": {"p50_ms": 4.0}, "ws": {"p50_ms": 2.0}}},
+    ]
+    rows = {row["claim"]: row for row in build_claims(reps)}
+    p50 = rows["REST P50 12 ms vs WebSockets P50 4 ms"]
+    assert (p50["measured"], p50["min"], p50["max"], p50["n"]) == (2.5, 2.0, 3.0, 2)
+    assert p50["verdict"] == "held"
+    assert rows["REST P99 45 ms vs WebSockets P99 15 ms"]["verdict"] == "no data"
+    assert len(rows) == len(CLAIMS)

@@ -1,0 +1,88 @@
+"""The page renders every part's table from summarised repetitions."""
+
+from __future__ import annotations
+
+from wirelab.bench.claims import build_claims
+from wirelab.bench.page import markdown, render_html
+from wirelab.bench.stats import summarize_runs
+
+
+def _rep(scale: float) -> dict:
+    return {
+        "request": {
+            "rest_keepalive": {
+                "label": "REST keep-alive", "fixed_rate": 200, "p50_ms": 2.0 * scale,
+                "p99_ms": 6.0, "max_sustained_rps": 1000.0, "limited_by": "generator",
+                "target_cpu_s_per_1k_ops": 0.1, "generator_cpu_s_per_1k_ops": 0.5,
+                "bytes_per_op_up": 280.0, "bytes_per_op_down": 260.0, "target_rss_mb": 30.0,
+                "steps": [{"rate": 200, "p99_ms": 6.0}],
+            },
+            "rest_new_conn": {
+                "label": "REST new connection", "fixed_rate": 200, "p50_ms": 3.0,
+                "p99_ms": 9.0, "max_sustained_rps": 500.0, "limited_by": None,
+                "bytes_per_op_up": None, "bytes_per_op_down": None,
+                "steps": [{"rate": 200, "p99_ms": 9.0}],
+            },
+            "ws": {
+                "label": "WebSocket echo", "fixed_rate": 200, "p50_ms": 1.0, "p99_ms": 3.0,
+                "max_sustained_rps": 2000.0, "limited_by": "ladder end",
+                "target_cpu_s_per_1k_ops": 0.08, "bytes_per_op_up": 130.0,
+                "bytes_per_op_down": 160.0, "target_rss_mb": 25.0,
+                "steps": [{"rate": 200, "p99_ms": 3.0}],
+            },
+        },
+        "push": {
+            "sse": {"label": "SSE", "lag_p50_ms": 1.5, "lag_p99_ms": 4.0, "delivered": 100,
+                    "expected": 101, "bytes_per_event_down": 125.0, "bytes_per_event_up": 0.0},
+            "short_poll": {"label": "short poll (1 s)", "lag_p50_ms": 500.0, "wasted_pct": 10.0,
+                           "requests_per_event": 0.1, "delivered": 90, "expected": 101},
+            "ws": {"label": "WebSocket", "frame_overhead_bytes": 4.0},
+        },
+        "push_settings": {"feed_rate": 10},
+        "connections": {"ws": {"1000": {"connections": 1000, "server_kb_per_conn": 18.0}}},
+        "peers": {
+            "throughput": {"wrk": {"rps": 30000.0, "requests_per_cpu_s": 67000.0}},
+            "added_latency": {"wrk": {"added_mean_ms": 0.7}},
+            "nginx": {"nginx": {"rps": 80000.0}, "rest_over_nginx": 0.38},
+            "ws": {"artillery": {"tool": "artillery", "error": "not installed"}},
+        },
+        "scaling": {
+            "points": {"1": {"steady_rps": 3000.0, "worker_cpu_s_per_1k": 0.25}},
+            "report": {"report_bytes": 12000, "merge_ms_per_report": 0.8},
+            "model": {"here": {"1": {"predicted_rps": 3100, "measured_over_predicted": 0.97}},
+                      "cluster": {"workers_per_master_core": 1200}},
+        },
+    }  # fmt: skip
+
+
+def _report() -> dict:
+    reps = [_rep(1.0), _rep(1.2)]
+    parts = ("request", "push", "connections", "peers", "scaling")
+    return {
+        "command": "wirelab bench --repeat 2",
+        "repeat": 2,
+        "machine": {"cores": 2, "cpu_model": "test CPU", "kernel": "6.1"},
+        "settings": {"push": {"clients": 20, "feed_rate": 10, "payload": 64}},
+        "load_average": [{"at": "start", "load": [0.5, 0.4, 0.3]}],
+        "repetitions": reps,
+        "summary": {part: summarize_runs([rep[part] for rep in reps]) for part in parts},
+        "claims": build_claims(reps),
+    }
+
+
+def test_markdown_has_a_table_per_part_and_the_claims_with_verdicts():
+    text = markdown(_report())
+    for title in ("Request/response", "Push", "Connections", "Generators", "REST target vs nginx",
+                  "Scaling", "Cluster model", "Claims"):  # fmt: skip
+        assert f"#### {title}" in text
+    assert "`wirelab bench --repeat 2`" in text
+    assert "**held**" in text  # REST p50 / WS p50 = 2.0 and 2.4 against a claimed 3.0
+    assert "280 + 260" in text
+
+
+def test_html_page_is_self_contained_with_tables_and_charts():
+    page = render_html(_report())
+    assert page.startswith("<!doctype html>")
+    assert page.count("<table>") >= 8
+    assert "<svg" in page
+    assert "<script" not in page

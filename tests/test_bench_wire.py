@@ -1,0 +1,86 @@
+"""Bytes on the wire as the kernel counts them at the server's sockets."""
+
+from __future__ import annotations
+
+import socket
+
+from wirelab.bench.wire import WireCounter, parse_ss, snapshot
+
+SS_OUTPUT = """\
+0      0      127.0.0.1:8080 127.0.0.1:51234
+\t cubic wscale:7,7 rto:204 bytes_sent:300 bytes_acked:300 bytes_received:1000 segs_out:2
+0      0      127.0.0.1:8080 127.0.0.1:51236
+\t cubic wscale:7,7 rto:204 segs_out:1
+"""
+
+
+def test_parse_ss_reads_each_connection_with_its_byte_counters():
+    found = parse_ss(SS_OUTPUT)
+    assert set(found) == {
+        ("127.0.0.1:8080", "127.0.0.1:51234"),
+        ("127.0.0.1:8080", "127.0.0.1:51236"),
+    }
+    first = found[("127.0.0.1:8080", "127.0.0.1:51234")]
+    assert (first.sent, first.received) == (300, 1000)
+    idle = found[("127.0.0.1:8080", "127.0.0.1:51236")]
+    assert (idle.sent, idle.received) == (0, 0)
+
+
+def _exchange(up: bytes, down: bytes) -> tuple[socket.socket, socket.socket, socket.socket, int]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    client.sendall(up)
+    received = b""
+    while len(received) < len(up):
+        received += server.recv(65536)
+    server.sendall(down)
+    got = b""
+    while len(got) < len(down):
+        got += client.recv(65536)
+    return listener, client, server, port
+
+
+def test_counter_sees_exactly_the_bytes_of_a_known_exchange_each_way():
+    request = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 3
+    listener, client, server, port = _exchange(request, response)
+    try:
+        with WireCounter(port, interval=0.05) as counter:
+            pass
+        assert counter.connections == 1
+        assert counter.received == len(request)  # client -> server
+        assert counter.sent == len(response)  # server -> client
+    finally:
+        for sock in (client, server, listener):
+            sock.close()
+
+
+def test_counter_keeps_a_connection_s_bytes_after_it_closes():
+    listener, client, server, port = _exchange(b"a" * 2000, b"b" * 70)
+    counter = WireCounter(port)
+    try:
+        counter.sample()
+        client.close()
+        server.close()
+        assert snapshot(port) == {}
+        counter.sample()
+        assert (counter.received, counter.sent) == (2000, 70)
+    finally:
+        listener.close()
+
+
+def test_steady_window_spans_first_to_last_sample_with_every_client_connected():
+    counter = WireCounter(0)
+    counter.timeline = [
+        (0.0, 0, 0, 1),  # still connecting: left out
+        (1.0, 100, 10, 2),
+        (2.0, 300, 30, 2),
+        (3.0, 500, 50, 2),
+        (3.5, 520, 52, 1),  # tearing down: left out
+    ]
+    assert counter.steady(min_open=2) == (2.0, 400, 40)
+    assert counter.steady(min_open=3) is None

@@ -1,0 +1,279 @@
+"""``wirelab bench``: run the comparisons, repeat them, write JSON, Markdown and an HTML page.
+
+    wirelab bench [--quick] [--out DIR] [--repeat N] [--only request,push,connections,peers,scaling]
+
+Exit codes: 0 the page was written (a part that failed is recorded in the JSON with its
+error), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .claims import build_claims
+from .connections import measure_connections
+from .lab import load_average
+from .page import markdown, render_html
+from .peers import measure_peers
+from .push import measure_push
+from .request import measure_request
+from .scaling import measure_scaling
+from .stats import flatten_medians, reproducibility, summarize_runs
+
+__all__ = ["PARTS", "main", "settings_for"]
+
+PARTS = ("request", "push", "connections", "peers", "scaling")
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
+    """What each part runs; ``--quick`` finishes in a few minutes."""
+    if quick:
+        return {
+            "request": {
+                "rates": [200, 1000],
+                "duration": 3,
+                "users": 32,
+                "payload": 64,
+                "bound_ms": 50,
+            },
+            "push": {"clients": 20, "feed_rate": 10, "payload": 64, "duration": 5},
+            "push_quiet": None,
+            "connections": {"counts": [1000], "hold": 2},
+            "peers": {"connections": 16, "duration": 3, "delay_ms": 20, "delay_connections": 4},
+            "scaling": {"workers": [1, 2], "users": 64, "rate": 8000, "duration": 5},
+        }
+    return {
+        "request": {
+            "rates": [200, 500, 1000, 2000, 4000],
+            "duration": 4,
+            "users": 48,
+            "payload": 64,
+            "bound_ms": 50,
+        },
+        "push": {"clients": 50, "feed_rate": 10, "payload": 64, "duration": 8},
+        # Polling waste is a matter of the event rate: one event per client every 5 s.
+        "push_quiet": {
+            "clients": 50,
+            "feed_rate": 0.2,
+            "payload": 64,
+            "duration": 10,
+            "mechanisms": ["short_poll", "long_poll"],
+        },
+        "connections": {"counts": [1000, 5000], "hold": 3},
+        # Memory per connection barely moves between repetitions; measured in the first only.
+        "connections_repetitions": 1,
+        "peers": {"connections": 16, "duration": 5, "delay_ms": 20, "delay_connections": 4},
+        "scaling": {"workers": [1, 2, 8], "users": 64, "rate": 8000, "duration": 8},
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    model = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": psutil.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
+
+
+def _strip_steps(figures: Any) -> Any:
+    """The repetition without per-step detail (kept in ``repetitions``), for summaries."""
+    if isinstance(figures, dict):
+        return {k: _strip_steps(v) for k, v in figures.items() if k != "steps"}
+    return figures
+
+
+def run_part(part: str, settings: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    if part == "request":
+        return measure_request(workdir, **settings)
+    if part in ("push", "push_quiet"):
+        return measure_push(workdir, **settings)
+    if part == "connections":
+        return measure_connections(workdir, **settings)
+    if part == "peers":
+        return measure_peers(workdir, **settings)
+    if part == "scaling":
+        return measure_scaling(workdir, **settings)
+    raise ValueError(part)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wirelab bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small runs, one repetition: minutes")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/bench"),
+        help="where bench.json, results.md and index.html go (default reports/bench)",
+    )
+    parser.add_argument("--repeat", type=int, help="repetitions (default 1 with --quick, else 3)")
+    parser.add_argument(
+        "--only", default=",".join(PARTS), help="comma-separated parts: " + ",".join(PARTS)
+    )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite results.md and index.html from "
+        "OUT/bench.json (after changing the page, without measuring again)",
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="DIR",
+        help="only compare OUT/bench.json with "
+        "DIR/bench.json: how far apart the headline figures of two runs are",
+    )
+    args = parser.parse_args(argv)
+    if args.compare is not None:
+        return _compare(args.out, args.compare)
+    if args.render:
+        report = json.loads((args.out / "bench.json").read_text())
+        # The claims are derived from the repetitions: recomputed with today's rules.
+        report["claims"] = build_claims(report["repetitions"])
+        return _write_pages(report, args.out)
+    wanted = [part.strip() for part in args.only.split(",") if part.strip()]
+    unknown = [part for part in wanted if part not in PARTS]
+    if unknown or not wanted:
+        sys.stderr.write(
+            f"wirelab bench: unknown part(s) {unknown}; choose from {', '.join(PARTS)}\n"
+        )
+        return 2
+    repeat = args.repeat or (1 if args.quick else 3)
+    if repeat < 1:
+        sys.stderr.write("wirelab bench: --repeat must be at least 1\n")
+        return 2
+    settings = settings_for(args.quick)
+    parts = [
+        p
+        for p in ("request", "push", "push_quiet", "connections", "peers", "scaling")
+        if (p if p != "push_quiet" else "push") in wanted and settings.get(p)
+    ]
+    command = "wirelab bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    report: dict[str, Any] = {
+        "command": command.strip(),
+        "quick": args.quick,
+        "repeat": repeat,
+        "parts": parts,
+        "machine": machine_info(),
+        "settings": {p: settings[p] for p in parts},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average": [],
+        "repetitions": [],
+        "errors": [],
+    }
+
+    def note_load(label: str) -> None:
+        report["load_average"].append(
+            {"at": label, "time": round(time.time()), "load": load_average()}
+        )
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="wirelab-bench-") as tmp:
+        workdir = Path(tmp)
+        for index in range(repeat):
+            figures: dict[str, Any] = {}
+            for part in parts:
+                if index >= settings.get(f"{part}_repetitions", repeat):
+                    continue
+                note_load(f"rep {index + 1} {part} start")
+                _say(
+                    f"[{time.strftime('%H:%M:%S')}] repetition {index + 1}/{repeat}: {part} "
+                    f"(load {load_average()[0]})"
+                )
+                try:
+                    figures[part] = run_part(part, settings[part], workdir)
+                except Exception as exc:
+                    traceback.print_exc()
+                    report["errors"].append(
+                        {"repetition": index + 1, "part": part, "error": repr(exc)}
+                    )
+                if part.startswith("push"):
+                    figures[f"{part}_settings"] = settings[part]
+            note_load(f"rep {index + 1} end")
+            report["repetitions"].append(figures)
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    reps = [_strip_steps(figures) for figures in report["repetitions"]]
+    report["summary"] = {
+        part: summarize_runs([rep[part] for rep in reps if part in rep]) for part in parts
+    }
+    report["claims"] = build_claims(report["repetitions"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    # The figures first: a page that fails to render must not lose a twenty-minute run.
+    (args.out / "bench.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return _write_pages(report, args.out)
+
+
+#: The figures of the tables, for comparing two runs.
+HEADLINES = (
+    "request.*.p50_ms", "request.*.p99_ms", "request.*.max_sustained_rps",
+    "request.*.target_cpu_s_per_1k_ops", "request.*.bytes_per_op_*",
+    "push.*.lag_p50_ms", "push.*.lag_p99_ms", "push.*.target_cpu_s_per_1k_events",
+    "push.*.bytes_per_event_down", "push.*.bytes_per_event_up", "push*.wasted_pct",
+    "connections.*.*.server_kb_per_conn", "connections.*.*.generator_kb_per_conn",
+    "peers.throughput.*.rps", "peers.throughput.*.requests_per_cpu_s",
+    "peers.added_latency.*.added_mean_ms", "peers.nginx.rest_over_nginx",
+    "peers.ws.*.requests_per_cpu_s", "scaling.points.*.steady_rps",
+    "scaling.points.*.worker_cpu_s_per_1k",
+)  # fmt: skip
+
+
+def _compare(out: Path, other: Path) -> int:
+    first = json.loads((out / "bench.json").read_text())
+    second = json.loads((other / "bench.json").read_text())
+    keys = [
+        key
+        for key in flatten_medians(first["summary"])
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in HEADLINES)
+    ]
+    result = reproducibility(first["summary"], second["summary"], keys)
+    result["first"], result["second"] = str(out), str(other)
+    (out / "reproducibility.json").write_text(json.dumps(result, indent=1) + "\n")
+    for key, row in result["rows"].items():
+        _say(f"{key:<55} {row['first']:>12.4g} {row['second']:>12.4g} {row['diff_pct']:>7.1f}%")
+    _say(
+        f"{result['within']} of {result['compared']} headline figures within "
+        f"±{result['bound_pct']:g}% between {out} and {other}"
+    )
+    return 0
+
+
+def _write_pages(report: dict[str, Any], out: Path) -> int:
+    text = markdown(report)
+    (out / "results.md").write_text(text + "\n")
+    (out / "index.html").write_text(render_html(report))
+    _say(text)
+    _say(f"written: {out}/bench.json, results.md, index.html ({report.get('elapsed_s')} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
