@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .exposure import is_loopback
 from .lab.local import LabError, LocalLab, TargetSpec, local_lab, url_environment
@@ -202,22 +203,17 @@ def execute_run(plan: RunPlan, *, progress: bool = True) -> int:
     try:
         with local_lab(run_dir) as lab:
             try:
-                urls, master_env = _start_lab(lab, plan)
+                _start_everything(
+                    lab,
+                    plan,
+                    headless=True,
+                    users=scenario.total_users,
+                    spawn_rate=scenario.spawn_rate,
+                    run_time_s=scenario.duration,
+                )
             except LabError as exc:
                 print(f"wirelab: {exc}", file=sys.stderr)
                 return EXIT_INCOMPLETE
-            locustfile = write_locustfile(run_dir, scenario)
-            env = run_environment(plan, urls)
-            lab.start_master(
-                locustfile,
-                env={**env, **master_env},
-                workers=scenario.workers,
-                headless=True,
-                users=scenario.total_users,
-                spawn_rate=scenario.spawn_rate,
-                run_time_s=scenario.duration,
-            )
-            lab.start_workers(locustfile, scenario.workers, env=env)
             ticker = Progress(run_dir, scenario.duration, enabled=progress)
             code = lab.wait_master(scenario.duration + 120, on_tick=ticker.tick)
             ticker.finish()
@@ -229,6 +225,16 @@ def execute_run(plan: RunPlan, *, progress: bool = True) -> int:
         incomplete.append("interrupted")
     elapsed = time.monotonic() - started
     return build_report(plan, incomplete=incomplete, wall_time_s=elapsed)
+
+
+def _start_everything(lab: LocalLab, plan: RunPlan, **master: Any) -> dict[str, str]:
+    """Targets (unless given), the locustfile, the master and its workers; returns the URLs."""
+    urls, master_env = _start_lab(lab, plan)
+    locustfile = write_locustfile(plan.run_dir, plan.scenario)
+    env = run_environment(plan, urls)
+    lab.start_master(locustfile, env={**env, **master_env}, workers=plan.scenario.workers, **master)
+    lab.start_workers(locustfile, plan.scenario.workers, env=env)
+    return urls
 
 
 def _install_sigterm_as_interrupt() -> None:
@@ -256,24 +262,19 @@ def run_up(
     try:
         with local_lab(run_dir) as lab:
             try:
-                urls, master_env = _start_lab(lab, plan)
+                urls = _start_everything(
+                    lab,
+                    plan,
+                    headless=False,
+                    web_port=web_port,
+                    web_host=web_host,
+                    # Beyond loopback the UI asks for a login (wirelab.webauth, credentials
+                    # from the environment); `wirelab up` refused to start without them.
+                    web_login=not is_loopback(web_host),
+                )
             except LabError as exc:
                 print(f"wirelab: {exc}", file=sys.stderr)
                 return EXIT_INCOMPLETE
-            locustfile = write_locustfile(run_dir, scenario)
-            env = run_environment(plan, urls)
-            lab.start_master(
-                locustfile,
-                env={**env, **master_env},
-                workers=scenario.workers,
-                headless=False,
-                web_port=web_port,
-                web_host=web_host,
-                # Beyond loopback the UI asks for a login (wirelab.webauth, credentials
-                # from the environment); `wirelab up` refused to start without them.
-                web_login=not is_loopback(web_host),
-            )
-            lab.start_workers(locustfile, scenario.workers, env=env)
             for protocol, url in urls.items():
                 print(f"  {protocol:<5} {url}")
             print(f"Locust web UI: http://{web_host}:{lab.web_port}  (Ctrl-C stops everything)")
