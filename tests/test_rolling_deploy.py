@@ -16,10 +16,12 @@ from wirelab.metrics.results import load_results
 
 
 def test_rolling_restart_under_load_loses_nothing_and_fails_no_call(tmp_path: Path) -> None:
+    # 35 s: the deploy starts at 10 s and replaces 8 replicas one at a time; the run must
+    # outlast it so that every protocol's clients are seen coming back.
     result = subprocess.run(
         [
             sys.executable, "-m", "wirelab", "run", "--scenario", "rolling-deploy",
-            "--replicas", "2", "--duration", "20s", "--users", "30", "--workers", "1",
+            "--replicas", "2", "--duration", "35s", "--users", "30", "--workers", "1",
             "--report-dir", str(tmp_path), "--no-progress",
         ],
         capture_output=True, text=True, timeout=150, check=False,
