@@ -146,12 +146,10 @@ def test_stop_escalates_to_sigkill_when_the_child_ignores_sigterm(tmp_path: Path
     # Only once the handler is installed does the test say anything about escalation.
     proc.wait_ready(ready.exists, timeout=10)
 
-    started = time.monotonic()
     returncode = proc.stop(grace=1.0)
-    elapsed = time.monotonic() - started
 
+    # Killed, not terminated: stop() escalated once the grace ran out.
     assert returncode == -signal.SIGKILL
-    assert elapsed < 2.0
     assert _is_gone(proc.pid)
 
 

