@@ -43,9 +43,7 @@ from ..targets.proto import wirelab_pb2_grpc as pb_grpc
 from .open_model import OpenModelUser, report
 from .options import (
     MissingTargetError,
-    deliver_sample_every,
     payload_size,
-    reconnect_policy,
     target_urls,
     token,
 )
@@ -155,14 +153,7 @@ class GrpcUserBase(OpenModelUser, User):
         ]
         if self.service_config is not None:
             self.channel_options.append(("grpc.service_config", json.dumps(self.service_config)))
-        self.session = StreamSession(
-            environment,
-            self.protocol,
-            self.stream_name,
-            policy=reconnect_policy(environment, self.reconnect),
-            since=self.start_since,
-            sample_every=deliver_sample_every(environment),
-        )
+        self.session = StreamSession.for_user(self, self.stream_name)
         self.payload = b"x" * payload_size(environment, self.payload_size)
         bearer = token()
         self.metadata = (("authorization", f"Bearer {bearer}"),) if bearer else ()

@@ -31,7 +31,7 @@ from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopTest
 
-from .options import MissingTargetError, deliver_sample_every, reconnect_policy, target_urls, token
+from .options import MissingTargetError, target_urls, token
 from .stream import StreamSession
 
 __all__ = ["LongPollUser", "ShortPollUser"]
@@ -76,14 +76,8 @@ class _PollUser(FastHttpUser):
         if self.long_poll_wait:
             self.network_timeout = max(self.network_timeout, self.long_poll_wait + 10.0)
         super().__init__(environment)
-        self.session = StreamSession(
-            environment,
-            self.protocol,
-            self.poll_name,
-            policy=reconnect_policy(environment, self.reconnect),
-            since=self.start_since,
-            deliver_name=f"{self.poll_name} deliver",
-            sample_every=deliver_sample_every(environment),
+        self.session = StreamSession.for_user(
+            self, self.poll_name, deliver_name=f"{self.poll_name} deliver"
         )
         bearer = token()
         self._headers = {"Accept": "application/json"}

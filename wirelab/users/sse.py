@@ -38,8 +38,6 @@ from locust.exception import StopTest
 from ..sse_parser import SseEvent, SseParser
 from .options import (
     MissingTargetError,
-    deliver_sample_every,
-    reconnect_policy,
     target_urls,
     token,
 )
@@ -117,14 +115,7 @@ class SseUser(User):
             self.urls = target_urls(environment, "sse_url", self.sse_url, self.host, "http")
         except MissingTargetError as exc:
             raise StopTest(f"{type(self).__name__}: {exc}") from None
-        self.session = StreamSession(
-            environment,
-            self.protocol,
-            self.stream_name,
-            policy=reconnect_policy(environment, self.reconnect),
-            since=self.start_since,
-            sample_every=deliver_sample_every(environment),
-        )
+        self.session = StreamSession.for_user(self, self.stream_name)
         # Users spread over the replicas from the start, then rotate on each reconnect.
         SseUser._user_counter += 1
         self.session.start_at(SseUser._user_counter)

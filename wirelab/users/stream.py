@@ -266,6 +266,28 @@ class StreamSession:
         self._url_index += 1
         return url
 
+    @classmethod
+    def for_user(cls, user: Any, name: str, **extra: Any) -> StreamSession:
+        """The session of a stream user, configured from its class and Locust's options.
+
+        Every push and poll user takes its reconnect policy, starting point and deliver-event
+        sampling the same way; this is that one way.
+        """
+        # options registers Locust command-line arguments; imported here to keep this
+        # module free of Locust's parser at import time.
+        from .options import deliver_sample_every, reconnect_policy  # noqa: PLC0415
+
+        environment = user.environment
+        return cls(
+            environment,
+            user.protocol,
+            name,
+            policy=reconnect_policy(environment, user.reconnect),
+            since=user.start_since,
+            sample_every=deliver_sample_every(environment),
+            **extra,
+        )
+
     def start_at(self, index: int) -> None:
         """Spread users over replicas: this session's first URL is ``urls[index % n]``."""
         self._url_index = index

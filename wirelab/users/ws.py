@@ -37,9 +37,7 @@ from locust.exception import StopTest
 from .open_model import OpenModelUser, report
 from .options import (
     MissingTargetError,
-    deliver_sample_every,
     payload_size,
-    reconnect_policy,
     target_urls,
     token,
 )
@@ -108,14 +106,7 @@ class WebSocketUserBase(OpenModelUser, User):
             self.urls = target_urls(environment, "ws_url", self.ws_url, self.host, "ws")
         except MissingTargetError as exc:
             raise StopTest(f"{type(self).__name__}: {exc}") from None
-        self.session = StreamSession(
-            environment,
-            self.protocol,
-            self.stream_name,
-            policy=reconnect_policy(environment, self.reconnect),
-            since=self.start_since,
-            sample_every=deliver_sample_every(environment),
-        )
+        self.session = StreamSession.for_user(self, self.stream_name)
         WebSocketUserBase._user_counter += 1
         self.session.start_at(WebSocketUserBase._user_counter)
         self.payload = "x" * payload_size(environment, self.payload_size)
