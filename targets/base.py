@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from .feed.base import Feed, Subscription
+from .test_hooks import LatencyMix, StallPlan
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class TargetSettings:
     #: PEM certificate chain and key: serve HTTPS / WSS / gRPC over TLS (None: plaintext).
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: TEST HOOKS on the REST echo (see :mod:`.test_hooks`): a known service-time mix and
+    #: periodic stalls, against which the load side's figures are judged. Off by default.
+    test_latency: LatencyMix | None = None
+    test_stall: StallPlan | None = None
 
     def reconnect_hint_ms(self) -> int:
         """A jittered reconnect delay for a client that is being sent away."""

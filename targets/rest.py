@@ -23,6 +23,7 @@ from .http.messages import HttpError, Request, Response
 from .http.server import Router
 from .http.target import HttpTarget
 from .items import IdempotencyCache, Item, ItemStore, StoreFullError
+from .test_hooks import TestHooks
 
 #: Longest long-poll a client may ask for; proxies commonly cut idle requests at 60 s.
 MAX_WAIT_S = 55
@@ -70,6 +71,7 @@ class RestTarget(HttpTarget):
         #: Poll answers with no new events; the "wasted request" count of polling.
         self.empty_polls = 0
         self.polls = 0
+        self.hooks = TestHooks(self.settings.test_latency, self.settings.test_stall)
 
     def add_routes(self, router: Router) -> None:
         router.add("GET", "/items", self.list_items)
@@ -86,6 +88,7 @@ class RestTarget(HttpTarget):
             "items": len(self.items),
             "polls": self.polls,
             "empty_polls": self.empty_polls,
+            **({"test_hooks": self.hooks.stats()} if self.hooks.active else {}),
         }
 
     # -- items -----------------------------------------------------------------------
@@ -196,6 +199,14 @@ class RestTarget(HttpTarget):
         delay_ms = body.get("delay_ms")
         if delay_ms is not None:
             return self._delayed_echo(body, delay_ms)
+        if self.hooks.active:
+            return self._held_echo(body)
+        body["server_ts"] = now_us()
+        return Response.json(body, headers=[_NO_STORE])
+
+    async def _held_echo(self, body: dict[str, Any]) -> Response:
+        """TEST HOOK: ``--test-latency`` / ``--test-stall`` service time (see test_hooks)."""
+        await self.hooks.hold()
         body["server_ts"] = now_us()
         return Response.json(body, headers=[_NO_STORE])
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from wirelab.bench.cli import main
@@ -52,3 +57,34 @@ def test_quick_scaling_part_writes_json_markdown_and_page(tmp_path: Path):
     assert {"per_worker_capacity_rps", "here", "cluster"} <= set(scaling["model"])
     assert "Scaling" in (out / "results.md").read_text()
     assert "<svg" in (out / "index.html").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_cancelled_bench_stops_every_process_it_started(tmp_path: Path):
+    """SIGTERM mid-part (a CI runner cancelling): exit 130, no target or generator left."""
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "wirelab.bench.cli", "--quick", "--only", "request",
+         "--out", str(tmp_path / "bench")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(children) < 2:  # a target and a generator
+            children = psutil.Process(bench.pid).children(recursive=True)
+            time.sleep(0.2)
+        assert len(children) >= 2, "the bench never started its target and generator"
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=60) == 130
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], [child.cmdline() for child in alive]
+        assert not (tmp_path / "bench" / "bench.json").exists()
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait()
+        for child in children:  # only when the test failed: they are ours, by pid
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()

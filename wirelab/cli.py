@@ -107,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         metavar="N[,M...]",
         help="TEST HOOK: never deliver these seqs to clients (proves gap detection)",
     )
+    hooks = serve.add_argument_group("test hooks (ground truth for judging load tools)")
+    hooks.add_argument(
+        "--test-latency",
+        metavar="SHARE%:DURATION,...",
+        help="TEST HOOK: hold each REST POST /echo for a service time from this mix, "
+        "e.g. 85%%:5ms,15%%:50ms; /stats reports the exact percentiles held",
+    )
+    hooks.add_argument(
+        "--test-stall",
+        metavar="STALL/PERIOD",
+        help="TEST HOOK: REST POST /echo stops answering for STALL at the end of every "
+        "PERIOD, e.g. 1s/5s (what coordinated omission hides)",
+    )
     behaviour = serve.add_argument_group("behaviour")
     behaviour.add_argument("--grace", type=_duration, default=10.0, help="shutdown grace period")
     behaviour.add_argument(
@@ -339,6 +352,7 @@ def _serve_targets(args: argparse.Namespace) -> int:
         # A token on the command line would show in `ps`: it comes from the environment.
         token=os.environ.get("WIRELAB_TARGET_TOKEN") or None,
         grpc_max_connection_age=args.grpc_max_connection_age,
+        **_test_hooks(args),
     )
     feed = FeedSettings(
         redis_url=args.redis_url,
@@ -366,6 +380,18 @@ def _serve_targets(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-connections must be at least 1, got {args.max_connections}")
     admin = AdminSettings(port=args.admin_port, host=args.admin_host)
     return serve(ports, settings, feed, admin)
+
+
+def _test_hooks(args: argparse.Namespace) -> dict[str, object]:
+    from .targets.test_hooks import HookError, LatencyMix, StallPlan  # noqa: PLC0415
+
+    try:
+        return {
+            "test_latency": LatencyMix.parse(args.test_latency) if args.test_latency else None,
+            "test_stall": StallPlan.parse(args.test_stall) if args.test_stall else None,
+        }
+    except HookError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _parse_seqs(text: str) -> frozenset[int]:

@@ -26,7 +26,7 @@ from typing import IO, Self
 
 import psutil
 
-__all__ = ["ManagedProcess", "free_port", "free_ports", "wait_for_port"]
+__all__ = ["ManagedProcess", "free_port", "free_ports", "sigterm_as_interrupt", "wait_for_port"]
 
 _POLL_INTERVAL = 0.05
 # SIGKILL cannot be ignored; only a process stuck in the kernel (disk, NFS) outlives this.
@@ -34,6 +34,20 @@ _KILL_WAIT = 5.0
 _LOG_TAIL_LINES = 20
 # Enough bytes for the last lines of any sane log without reading a huge file into memory.
 _LOG_TAIL_BYTES = 64 * 1024
+
+
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM (a CI runner cancelling, ``kill``) take the same path as Ctrl-C.
+
+    Python's default SIGTERM ends the process at once, skipping every ``finally`` and
+    ``with`` exit, so children it started would be left running; a KeyboardInterrupt
+    unwinds through them and each ManagedProcess stops its own group.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 from .exposure import is_loopback
 from .lab.local import LabError, LocalLab, TargetSpec, local_lab, url_environment
+from .processes import sigterm_as_interrupt
 from .scenarios import USER_CLASSES, USER_PROTOCOL, Scenario
 from .thresholds import Threshold
 
@@ -199,7 +199,7 @@ def execute_run(plan: RunPlan, *, progress: bool = True) -> int:
     )
     incomplete: list[str] = []
     started = time.monotonic()
-    _install_sigterm_as_interrupt()
+    sigterm_as_interrupt()
     try:
         with local_lab(run_dir) as lab:
             try:
@@ -237,15 +237,6 @@ def _start_everything(lab: LocalLab, plan: RunPlan, **master: Any) -> dict[str, 
     return urls
 
 
-def _install_sigterm_as_interrupt() -> None:
-    """SIGTERM (a CI runner cancelling) takes the same path as Ctrl-C: clean up, report."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def run_up(
     scenario: Scenario,
     *,
@@ -258,7 +249,7 @@ def run_up(
     plan = RunPlan(scenario=scenario, thresholds=[], report_dir=report_dir, target_urls=target_urls)
     run_dir = plan.run_dir
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    _install_sigterm_as_interrupt()
+    sigterm_as_interrupt()
     try:
         with local_lab(run_dir) as lab:
             try:

@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from ..processes import sigterm_as_interrupt
 from .claims import build_claims
 from .connections import measure_connections
 from .lab import load_average
@@ -195,29 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="wirelab-bench-") as tmp:
-        workdir = Path(tmp)
-        for index in range(repeat):
-            figures: dict[str, Any] = {}
-            for part in parts:
-                if index >= settings.get(f"{part}_repetitions", repeat):
-                    continue
-                note_load(f"rep {index + 1} {part} start")
-                _say(
-                    f"[{time.strftime('%H:%M:%S')}] repetition {index + 1}/{repeat}: {part} "
-                    f"(load {load_average()[0]})"
-                )
-                try:
-                    figures[part] = run_part(part, settings[part], workdir)
-                except Exception as exc:
-                    traceback.print_exc()
-                    report["errors"].append(
-                        {"repetition": index + 1, "part": part, "error": repr(exc)}
-                    )
-                if part.startswith("push"):
-                    figures[f"{part}_settings"] = settings[part]
-            note_load(f"rep {index + 1} end")
-            report["repetitions"].append(figures)
+    # A cancelled bench unwinds through every `with Target(...)`: no target is left behind.
+    sigterm_as_interrupt()
+    try:
+        _measure(report, parts, repeat, settings, note_load)
+    except KeyboardInterrupt:
+        _say("wirelab bench: interrupted; nothing written")
+        return 130
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     reps = [_strip_steps(figures) for figures in report["repetitions"]]
@@ -272,6 +257,40 @@ def _write_pages(report: dict[str, Any], out: Path) -> int:
     _say(text)
     _say(f"written: {out}/bench.json, results.md, index.html ({report.get('elapsed_s')} s)")
     return 0
+
+
+def _measure(
+    report: dict[str, Any],
+    parts: list[str],
+    repeat: int,
+    settings: dict[str, Any],
+    note_load: Any,
+) -> None:
+    """Every repetition of every part, into ``report["repetitions"]``; a part that fails
+    is recorded in ``report["errors"]`` and the run goes on."""
+    with tempfile.TemporaryDirectory(prefix="wirelab-bench-") as tmp:
+        workdir = Path(tmp)
+        for index in range(repeat):
+            figures: dict[str, Any] = {}
+            for part in parts:
+                if index >= settings.get(f"{part}_repetitions", repeat):
+                    continue
+                note_load(f"rep {index + 1} {part} start")
+                _say(
+                    f"[{time.strftime('%H:%M:%S')}] repetition {index + 1}/{repeat}: {part} "
+                    f"(load {load_average()[0]})"
+                )
+                try:
+                    figures[part] = run_part(part, settings[part], workdir)
+                except Exception as exc:
+                    traceback.print_exc()
+                    report["errors"].append(
+                        {"repetition": index + 1, "part": part, "error": repr(exc)}
+                    )
+                if part.startswith("push"):
+                    figures[f"{part}_settings"] = settings[part]
+            note_load(f"rep {index + 1} end")
+            report["repetitions"].append(figures)
 
 
 if __name__ == "__main__":

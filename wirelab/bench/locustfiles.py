@@ -86,11 +86,15 @@ REQUEST = (
 from wirelab.users import GrpcUserBase, RestUserBase, WebSocketUserBase
 
 
+# A start that finds every lane busy is dropped at once (k6's rule, --open-max-wait 0): the
+# rate ladder reads an overloaded step from its dropped starts, not from queueing latency.
 class RestKeepAlive(RestUserBase):
-    pass
+    open_max_wait_s = 0
 
 
 class RestNewConnection(RestUserBase):
+    open_max_wait_s = 0
+
     # "Connection: close": the server answers and closes, the client dials again.
     def open_operation(self, intended):
         body = b'{"payload":"%s"}' % self.payload.encode()
@@ -100,10 +104,12 @@ class RestNewConnection(RestUserBase):
 
 class WsEcho(WebSocketUserBase):
     subscribe_feed = False
+    open_max_wait_s = 0
 
 
 class GrpcEcho(GrpcUserBase):
     subscribe_feed = False
+    open_max_wait_s = 0
 """
 )
 

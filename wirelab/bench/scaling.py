@@ -89,6 +89,9 @@ def run_point(
         "--no-progress",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WIRELAB_", "LOCUST_"))}
+    # Above capacity on purpose: starts with no free lane are dropped, not queued, so the
+    # figure is the generator's throughput rather than a backlog's.
+    env["WIRELAB_OPEN_MAX_WAIT"] = "0"
     last: dict[int, float] = {}
     target_before = target.cpu()
     started = time.monotonic()

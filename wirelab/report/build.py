@@ -12,7 +12,7 @@ from ..metrics.sinks import open_transport, parse_sink_url
 from ..thresholds import Verdict, evaluate
 from .deploy import deploy_summary
 from .html import render_report
-from .summary import build_junit, build_summary
+from .summary import OPEN_MODEL_NOTE, build_junit, build_summary
 
 if TYPE_CHECKING:
     from ..run import RunPlan
@@ -131,16 +131,21 @@ def write_threshold_points(plan: RunPlan, verdicts: list[Verdict]) -> dict[str, 
 
 def format_terminal_summary(summary: dict) -> str:
     """A compact table for the terminal, then each threshold's verdict."""
-    lines = [
-        "",
-        f"{'name':<28}{'count':>9}{'fail':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}",
-    ]
+    open_model = any("service_ms" in row for row in summary["requests"])
+    head = f"{'name':<28}{'count':>9}{'fail':>7}" + "".join(
+        f"{title:>9}" for title in ("p50 ms", "p95 ms", "p99 ms", "max ms")
+    )
+    lines = ["", head + (f"{'svc p99':>9}{'dropped':>9}" if open_model else "")]
     for row in summary["requests"]:
         lat = row["latency_ms"]
-        lines.append(
-            f"{row['name'][:27]:<28}{row['count']:>9}{row['failures']:>7}"
-            + "".join(_cell(lat[key]) for key in ("p50", "p95", "p99", "max"))
+        line = f"{row['name'][:27]:<28}{row['count']:>9}{row['failures']:>7}" + "".join(
+            _cell(lat[key]) for key in ("p50", "p95", "p99", "max")
         )
+        if open_model:
+            line += _cell((row.get("service_ms") or {}).get("p99")) + f"{row.get('dropped', 0):>9}"
+        lines.append(line)
+    if open_model:
+        lines.append(f"  open model: {OPEN_MODEL_NOTE}")
     if summary["streams"]:
         lines.append(
             f"\n{'stream':<28}{'delivered':>10}{'missing':>9}{'dup':>6}{'resets':>8}"

@@ -18,6 +18,7 @@ from typing import Any
 from ..metrics.lineprotocol import Point
 from ..metrics.results import RunResults
 from .deploy import deploy_html
+from .summary import OPEN_MODEL_NOTE
 from .svg import line_chart
 
 Series = dict[str, list[tuple[float, float]]]
@@ -425,12 +426,7 @@ def _notes(summary: dict[str, Any]) -> list[str]:
             )
     dropped = sum(row.get("dropped", 0) for row in summary["requests"])
     if summary["model"].startswith("open"):
-        notes.append(
-            "<div class=note>Open model: latency is measured from when each request was "
-            "scheduled to start, so a stalled server shows up in the percentiles; the "
-            "service-time columns start the clock at the actual send, as a closed-loop tool "
-            "would, and hide such stalls (coordinated omission).</div>"
-        )
+        notes.append(f"<div class=note>Open model: {escape(OPEN_MODEL_NOTE)}</div>")
     if dropped:
         notes.append(
             f"<div class=note>{dropped:,} scheduled request starts were dropped because the "

@@ -12,6 +12,13 @@ from ..thresholds import Verdict
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
+#: Why an open-model run shows two latencies; the HTML report and the terminal both say it.
+OPEN_MODEL_NOTE = (
+    "Latency counts from when each request was scheduled to start, so a stalled server shows "
+    "in its percentiles, while service time starts the clock at the actual send, as a "
+    "closed-loop tool would, and hides such stalls (coordinated omission)."
+)
+
 
 def histogram_ms(histogram: LogHistogram) -> dict[str, float | None]:
     """Percentiles, max and mean of a µs histogram, in ms (``None`` when empty)."""

@@ -18,10 +18,15 @@ start time and hands that start to an idle lane, which runs :meth:`OpenModelUser
 
 - the pool is bounded: its size is the users of that class on the worker x open-concurrency,
   which is the Locust user count you already choose (``-u``), and connections are reused;
-- a start that finds no idle lane is **dropped and counted** (``recorder().dropped(protocol,
-  name)``, like k6's ``dropped_iterations``); so is a start the scheduler itself reaches more
-  than ``open_late_budget_s`` late (the generator's CPU is the bottleneck). Starts are never
-  queued and never wait for a lane, so the loop cannot silently close again;
+- a start that finds no idle lane **waits** for the next lane that frees up, for at most
+  ``--open-max-wait`` (default 10 s), and its latency still counts from its intended start
+  (wrk2's rule): a server that stalls for a second shows that second in the percentiles
+  even when every lane was stuck in it. A start that waited longer is **dropped and
+  counted** (``recorder().dropped(protocol, name)``, like k6's ``dropped_iterations``), as
+  are the starts still waiting when the test stops and a start the scheduler itself reaches
+  more than ``open_late_budget_s`` late (the generator's CPU is the bottleneck). The wait
+  is bounded and every start is either run or counted, so the loop cannot silently close
+  again; ``--open-max-wait 0`` drops at once, as k6 does;
 - each request fires its Locust request event with ``response_time`` measured from the
   intended start, and ``context["service_time_s"]`` measured from the actual send (the
   closed-model figure, kept beside it). A warning is logged when starts are dropped.
@@ -64,6 +69,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_RUNNING, LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 from ..metrics.recorder import recorder
+from ..units import parse_duration
 from .options import parse_rate, setting
 
 __all__ = [
@@ -82,6 +88,11 @@ TOPOLOGY_MESSAGE = "wirelab_topology"
 GRID_S = 0.1
 #: How often a warning about dropped starts may be logged per class.
 _WARN_EVERY_S = 10.0
+#: The scheduler wakes up to this much before a start is due. gevent's loop sleeps in
+#: whole milliseconds (epoll rounds up), so aiming at the due time itself would start every
+#: request up to 1 ms late and charge that to the server. A start that goes out early is
+#: timed from its actual send (never less than its service time).
+EARLY_S = 0.001
 
 
 # -- reporting --------------------------------------------------------------------------
@@ -102,12 +113,13 @@ def report(
     """Fire one request event; open-model latency counts from ``intended`` (perf_counter s).
 
     Closed model (``intended`` is ``None``): ``response_time`` runs from ``sent``. Open
-    model: from ``intended``, and ``context["service_time_s"]`` holds ``done - sent``.
+    model: from ``intended`` (or ``sent``, if the start went out up to :data:`EARLY_S`
+    early), and ``context["service_time_s"]`` holds ``done - sent``.
     """
     if intended is not None:
         context = dict(context) if context else {}
         context["service_time_s"] = done - sent
-        start = intended
+        start = min(intended, sent)
     else:
         start = sent
     environment.events.request.fire(
@@ -249,9 +261,15 @@ class ArrivalScheduler:
         self.protocol = user_class.protocol
         self.name = user_class.open_name
         self.idle: deque[_Lane] = deque()
+        #: Intended start times waiting for a lane, oldest first. Never non-empty while a
+        #: lane is idle: a lane takes a waiting start before it joins the idle pool.
+        self.waiting: deque[float] = deque()
+        self.max_wait = user_class.open_model_max_wait(environment)
         self.lanes = 0
-        #: Starts handed to a lane, dropped for want of one, dropped for lateness.
+        #: Starts handed to a lane (``waited`` of them after waiting for one), dropped for
+        #: want of a lane within ``max_wait``, dropped for the scheduler's own lateness.
         self.started = 0
+        self.waited = 0
         self.dropped_busy = 0
         self.dropped_late = 0
         self._greenlet: gevent.Greenlet | None = None
@@ -281,6 +299,29 @@ class ArrivalScheduler:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
             self._greenlet = None
+        if self.waiting:
+            # Scheduled, never run: the target did not get them, so they are dropped.
+            self._drop(len(self.waiting), late=False)
+            self.waiting.clear()
+
+    def next_waiting(self) -> float | None:
+        """The oldest start still waiting within ``max_wait`` (for a lane that just freed
+        up), or ``None``; starts that waited longer are dropped on the way."""
+        self._expire(time.perf_counter())
+        if not self.waiting:
+            return None
+        self.started += 1
+        self.waited += 1
+        return self.waiting.popleft()
+
+    def _expire(self, now: float) -> None:
+        waiting = self.waiting
+        expired = 0
+        while waiting and now - waiting[0] > self.max_wait:
+            waiting.popleft()
+            expired += 1
+        if expired:
+            self._drop(expired, late=False)
 
     # the schedule -------------------------------------------------------------------
 
@@ -311,8 +352,8 @@ class ArrivalScheduler:
                 k = 0
             due = anchor + k * step
             now = time.perf_counter()
-            if due > now:
-                gevent.sleep(due - now)
+            if due - now > EARLY_S:
+                gevent.sleep(due - now - EARLY_S)
                 continue
             budget = max(budget_floor, step)
             late = now - due
@@ -328,6 +369,9 @@ class ArrivalScheduler:
                 lane.intended = due
                 lane.wake.set()
                 self.started += 1
+            elif self.max_wait > 0:
+                self._expire(now)
+                self.waiting.append(due)
             else:
                 self._drop(1, late=False)
 
@@ -341,7 +385,11 @@ class ArrivalScheduler:
         now = time.monotonic()
         if now - self._last_warning >= _WARN_EVERY_S:
             self._last_warning = now
-            reason = "the scheduler ran late (generator CPU)" if late else "every lane was busy"
+            reason = (
+                "the scheduler ran late (generator CPU)"
+                if late
+                else f"no lane was free within {self.max_wait:g} s"
+            )
             log.warning(
                 "open model %s: %d starts dropped (%s; %d lanes = users x open-concurrency). "
                 "Add users or --open-concurrency, or lower --rate.",
@@ -355,6 +403,8 @@ class ArrivalScheduler:
     def stats(self) -> dict[str, int]:
         return {
             "started": self.started,
+            "waited": self.waited,
+            "waiting": len(self.waiting),
             "dropped_busy": self.dropped_busy,
             "dropped_late": self.dropped_late,
             "lanes": self.lanes,
@@ -381,6 +431,8 @@ class OpenModelUser:
     open_concurrency: ClassVar[int | None] = None
     #: Starts the scheduler reaches later than this (or one interval, if longer) are dropped.
     open_late_budget_s: ClassVar[float] = 0.1
+    #: Longest a start waits for a free lane (``--open-max-wait`` overrides when given).
+    open_max_wait_s: ClassVar[float | None] = None
 
     environment: Any
 
@@ -391,6 +443,16 @@ class OpenModelUser:
         if text in (None, ""):
             return None
         return parse_rate(text)
+
+    @classmethod
+    def open_model_max_wait(cls, environment: Any) -> float:
+        """Seconds a start may wait for a free lane before it is dropped (0: never waits)."""
+        fallback = None if cls.open_max_wait_s is None else f"{cls.open_max_wait_s:g}"
+        text = setting(environment, "open_max_wait", fallback) or "0"
+        try:
+            return parse_duration(text)
+        except ValueError:
+            raise ValueError(f"--open-max-wait must be a duration, got {text!r}") from None
 
     def open_operation(self, intended: float) -> None:
         """Run one start due at ``intended`` (``time.perf_counter()`` seconds) and report it."""
@@ -443,15 +505,18 @@ class OpenModelUser:
         lane = scheduler.add_lane()
         try:
             while user._state != LOCUST_STATE_STOPPING:
-                lane.wake.clear()
-                scheduler.idle.append(lane)
-                if main:
-                    user._state = LOCUST_STATE_WAITING
-                lane.wake.wait()
-                if main and user._state == LOCUST_STATE_WAITING:
-                    user._state = LOCUST_STATE_RUNNING
+                intended = scheduler.next_waiting()
+                if intended is None:
+                    lane.wake.clear()
+                    scheduler.idle.append(lane)
+                    if main:
+                        user._state = LOCUST_STATE_WAITING
+                    lane.wake.wait()
+                    if main and user._state == LOCUST_STATE_WAITING:
+                        user._state = LOCUST_STATE_RUNNING
+                    intended = lane.intended
                 try:
-                    self.open_operation(lane.intended)
+                    self.open_operation(intended)
                 except (gevent.GreenletExit, StopUser, StopTest):
                     raise
                 except Exception:
