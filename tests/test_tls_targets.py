@@ -1,8 +1,9 @@
 """TLS at the targets: HTTPS (REST, SSE), WSS and gRPC over TLS from certificate files.
 
 A throwaway CA and a server certificate for 127.0.0.1/localhost are made with ``openssl`` in
-a temp dir. Each protocol does one round trip with the CA verified, and a client that does
-not trust the CA is refused by its own verification (the handshake fails).
+a temp dir (the ``pki`` fixture of ``tests/fixtures/pki.py``). Each protocol does one round
+trip with the CA verified, and a client that does not trust the CA is refused by its own
+verification (the handshake fails).
 """
 
 from __future__ import annotations
@@ -22,24 +23,6 @@ import websocket
 from wirelab.processes import ManagedProcess, free_port
 from wirelab.targets.proto import wirelab_pb2 as pb
 from wirelab.targets.proto import wirelab_pb2_grpc as pb_grpc
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "1", "-subj", "/CN=wirelab test CA", cwd=d)  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=localhost", cwd=d)  # fmt: skip
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext.cnf",
-            cwd=d)  # fmt: skip
-    return d
 
 
 def tls_ready(port: int, ca: Path) -> bool:

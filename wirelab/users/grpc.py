@@ -21,6 +21,12 @@ replica. Calls:
   after the server ends it.
 
 With ``WIRELAB_TOKEN`` set, every call carries ``authorization: Bearer <token>`` metadata.
+
+TLS: ``grpcs://host:port`` (every replica alike) opens a secure channel that verifies the
+server against ``--ca-file`` (else grpcio's roots); ``host:port`` stays plaintext. grpcio
+cannot skip verification, so ``--tls-insecure`` with a TLS target needs ``--ca-file`` (see
+:mod:`wirelab.users.tls`). With several replicas the certificate is checked against the
+first one's host name.
 """
 
 from __future__ import annotations
@@ -43,11 +49,12 @@ from ..targets.proto import wirelab_pb2_grpc as pb_grpc
 from .open_model import OpenModelUser, report
 from .options import (
     MissingTargetError,
+    grpc_endpoints,
     payload_size,
-    target_urls,
     token,
 )
 from .stream import StreamEndedError, StreamSession, run_stream_user
+from .tls import TlsConfigError, grpc_credentials, tls_settings
 
 __all__ = ["GrpcFeedUser", "GrpcUser", "GrpcUserBase", "channel_target"]
 
@@ -111,7 +118,8 @@ class GrpcUserBase(OpenModelUser, User):
     open_name: ClassVar[str] = "grpc Echo"
     wait_time = between(0.5, 1.5)
 
-    #: ``host:port`` (comma-separated replicas); ``--grpc-target`` wins, then this, then --host.
+    #: ``host:port`` (comma-separated replicas; ``grpcs://host:port`` for TLS);
+    #: ``--grpc-target`` wins, then this, then --host.
     grpc_target: ClassVar[str | None] = None
     #: Run the Subscribe stream in every user.
     subscribe_feed: ClassVar[bool] = True
@@ -140,8 +148,10 @@ class GrpcUserBase(OpenModelUser, User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         try:
-            targets = target_urls(environment, "grpc_target", self.grpc_target, self.host, "grpc")
-        except MissingTargetError as exc:
+            targets, tls = grpc_endpoints(environment, self.grpc_target, self.host)
+            #: TLS channel credentials, or ``None`` for a plaintext channel.
+            self.credentials = grpc_credentials(tls_settings(environment)) if tls else None
+        except (MissingTargetError, TlsConfigError) as exc:
             raise StopTest(f"{type(self).__name__}: {exc}") from None
         GrpcUserBase._user_counter += 1
         self.target, extra = channel_target(targets, GrpcUserBase._user_counter, self.lb_policy)
@@ -153,6 +163,10 @@ class GrpcUserBase(OpenModelUser, User):
         ]
         if self.service_config is not None:
             self.channel_options.append(("grpc.service_config", json.dumps(self.service_config)))
+        if self.credentials is not None and len(targets) > 1:
+            # An ``ipv4:a,b`` target has no host name to check the certificate against:
+            # the first replica's stands for all (replicas of one service share a cert).
+            self.channel_options.append(("grpc.default_authority", targets[0]))
         self.session = StreamSession.for_user(self, self.stream_name)
         self.payload = b"x" * payload_size(environment, self.payload_size)
         bearer = token()
@@ -170,7 +184,12 @@ class GrpcUserBase(OpenModelUser, User):
     _feed_in_user_greenlet: ClassVar[bool] = False
 
     def on_start(self) -> None:
-        self.channel = grpc.insecure_channel(self.target, options=self.channel_options)
+        if self.credentials is None:
+            self.channel = grpc.insecure_channel(self.target, options=self.channel_options)
+        else:
+            self.channel = grpc.secure_channel(
+                self.target, self.credentials, options=self.channel_options
+            )
         self.stub = pb_grpc.LabStub(self.channel)
         if self.subscribe_feed and not self._feed_in_user_greenlet:
             self._subscriber = gevent.spawn(self.session.run_forever, self.subscribe_once)

@@ -26,11 +26,24 @@ option                    environment           why
                                                 closed model
 ``--open-concurrency``    WIRELAB_OPEN_CONC...  open model: operations one user may have in
                                                 flight (pool = users x this)
+``--open-max-wait``       WIRELAB_OPEN_MAX_...  open model: how long a start may wait for a
+                                                free lane (its latency still counts from
+                                                the intended start) before it is dropped
 ``--payload-size``        WIRELAB_PAYLOAD_SIZE  bytes of payload in echo and item bodies
 ``--deliver-sample``      WIRELAB_DELIVER_SA... fraction of delivered events also fired as
                                                 Locust ``<protocol> deliver`` events (their
                                                 figures are always recorded in full)
+``--ca-file``             WIRELAB_CA_FILE       PEM bundle the users trust *instead of* the
+                                                default roots, for every protocol (see
+                                                :mod:`wirelab.users.tls`)
+``--tls-insecure``        WIRELAB_TLS_INSECURE  a flag (env: ``1``/``true``): skip certificate
+                                                verification (REST, polling, SSE, WS; gRPC
+                                                cannot, and then needs ``--ca-file``); warns
 ========================  ====================  ===========================================
+
+TLS is chosen by the address: ``https://`` (REST, polling, SSE), ``wss://`` (WebSocket) and
+``grpcs://host:port`` (gRPC; ``host:port`` stays plaintext). Users verify the certificate
+unless told not to.
 
 A bearer token comes only from the environment (``WIRELAB_TOKEN``): never from a command
 line (visible in ``ps``) or a URL.
@@ -55,6 +68,7 @@ __all__ = [
     "OPTIONS",
     "MissingTargetError",
     "Option",
+    "grpc_endpoints",
     "parse_rate",
     "reconnect_policy",
     "setting",
@@ -76,6 +90,8 @@ class Option:
     env: str
     help: str
     default: str | None = None
+    #: A flag that takes no value on the command line: present means this string.
+    const: str | None = None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -123,6 +139,14 @@ OPTIONS: tuple[Option, ...] = (
         "1",
     ),
     Option(
+        "open_max_wait",
+        "--open-max-wait",
+        "WIRELAB_OPEN_MAX_WAIT",
+        "Open model: how long a start may wait for a free lane before it is dropped and "
+        "counted (its latency counts from the intended start either way); 0 drops at once.",
+        "10s",
+    ),
+    Option(
         "payload_size",
         "--payload-size",
         "WIRELAB_PAYLOAD_SIZE",
@@ -137,6 +161,20 @@ OPTIONS: tuple[Option, ...] = (
         "(gaps and duplicates always are; wirelab's own figures always count every event).",
         "1.0",
     ),
+    Option(
+        "ca_file",
+        "--ca-file",
+        "WIRELAB_CA_FILE",
+        "PEM CA bundle the users trust instead of the default roots (https, wss, grpcs).",
+    ),
+    Option(
+        "tls_insecure",
+        "--tls-insecure",
+        "WIRELAB_TLS_INSECURE",
+        "Skip TLS certificate verification, self-signed labs only (gRPC cannot: it needs "
+        "--ca-file); the env var takes 1/true.",
+        const="1",
+    ),
 )
 _BY_DEST = {option.dest: option for option in OPTIONS}
 
@@ -147,14 +185,22 @@ def _add_arguments(parser: Any) -> None:
     for option in OPTIONS:
         # default=None on the parser: an unset option must fall through to the environment
         # variable read at run time (on the worker, where the user runs).
-        action = group.add_argument(
-            option.flag,
-            dest=option.dest,
-            type=str,
-            default=None,
-            help=f"{option.help} Env: {option.env}."
-            + (f" Default: {option.default}." if option.default else ""),
+        help_text = f"{option.help} Env: {option.env}." + (
+            f" Default: {option.default}." if option.default else ""
         )
+        if option.const is not None:
+            action = group.add_argument(
+                option.flag,
+                dest=option.dest,
+                action="store_const",
+                const=option.const,
+                default=None,
+                help=help_text,
+            )
+        else:
+            action = group.add_argument(
+                option.flag, dest=option.dest, type=str, default=None, help=help_text
+            )
         # What Locust's own add_argument sets (a group's does not): the web UI's start form
         # lists the option.
         action.include_in_web_ui = True
@@ -252,8 +298,8 @@ def target_urls(
 
     ``kind`` is ``http`` or ``ws``: a URL of the other family (``--host ws://...`` for a
     REST user) is turned into this one on the same host and port, since one server often
-    speaks both. ``grpc`` takes ``host:port`` (a ``grpc://`` or ``http://`` prefix is
-    dropped).
+    speaks both. ``grpc`` takes ``host:port`` (a ``grpc://``, ``grpcs://``, ``http://`` or
+    ``https://`` prefix is dropped; :func:`grpc_endpoints` tells whether it meant TLS).
 
     Raises:
         MissingTargetError: nothing names a target; the message lists what would.
@@ -280,6 +326,33 @@ def target_urls(
     return urls
 
 
+_GRPC_TLS_SCHEMES = frozenset({"grpcs", "https"})
+_GRPC_PLAIN_SCHEMES = frozenset({"", "grpc", "http"})
+
+
+def grpc_endpoints(
+    environment: Any, class_value: str | None, host: str | None
+) -> tuple[list[str], bool]:
+    """The gRPC ``host:port`` replicas and whether to speak TLS to them.
+
+    ``grpcs://host:port`` (or ``https://``) means TLS; ``host:port`` (or ``grpc://``,
+    ``http://``) plaintext, the default. All replicas must agree.
+
+    Raises:
+        MissingTargetError: no target, or replicas that mix TLS and plaintext.
+    """
+    targets = target_urls(environment, "grpc_target", class_value, host, "grpc")
+    value = setting(environment, "grpc_target", class_value) or host or ""
+    schemes = {url.partition("://")[0].lower() if "://" in url else "" for url in split_urls(value)}
+    unknown = schemes - _GRPC_TLS_SCHEMES - _GRPC_PLAIN_SCHEMES
+    if unknown:
+        raise MissingTargetError(f"--grpc-target: unsupported scheme {sorted(unknown)[0]!r}")
+    tls = bool(schemes & _GRPC_TLS_SCHEMES)
+    if tls and schemes & _GRPC_PLAIN_SCHEMES:
+        raise MissingTargetError("--grpc-target: replicas mix grpcs:// (TLS) and plaintext")
+    return targets, tls
+
+
 @events.init.add_listener
 def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     if runner is not None and not isinstance(runner, WorkerRunner):
@@ -287,27 +360,33 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
 
 
 def check_targets(environment: Any) -> list[str]:
-    """Before users spawn: every wirelab user class must have a target address.
+    """Before users spawn: every wirelab user class must have a target address (and a TLS
+    setting that can work: a valid ``--tls-insecure``, and ``--ca-file`` for TLS gRPC in
+    insecure mode).
 
     A missing one is a configuration error: one line per class, exit code 2, and a
     distributed master stops at once instead of running workers that cannot connect.
     (Each user would stop the test anyway, with less to say.)
     """
+    from .tls import TlsConfigError, check_grpc_tls, tls_settings  # noqa: PLC0415 - cycle
+
     problems = []
     for user_class in getattr(environment, "user_classes", None) or ():
         spec = getattr(user_class, "wirelab_target", None)
         if spec is None:
             continue
         dest, attribute, kind = spec
+        class_value = getattr(user_class, attribute, None)
+        host = user_class.host or environment.host
         try:
-            target_urls(
-                environment,
-                dest,
-                getattr(user_class, attribute, None),
-                user_class.host or environment.host,
-                kind,
-            )
-        except MissingTargetError as exc:
+            settings = tls_settings(environment)
+            if kind == "grpc":
+                _, tls = grpc_endpoints(environment, class_value, host)
+                if tls:
+                    check_grpc_tls(settings)
+            else:
+                target_urls(environment, dest, class_value, host, kind)
+        except (MissingTargetError, TlsConfigError) as exc:
             problems.append(f"{user_class.__name__}: {exc}")
     if problems:
         for problem in problems:

@@ -33,6 +33,7 @@ from locust.exception import StopTest
 
 from .options import MissingTargetError, target_urls, token
 from .stream import StreamSession
+from .tls import TlsConfigError, configure_fasthttp, env_insecure, tls_settings
 
 __all__ = ["LongPollUser", "ShortPollUser"]
 
@@ -65,6 +66,9 @@ class _PollUser(FastHttpUser):
     long_poll_wait: ClassVar[int] = 0
     #: Reconnect policy spec after a failed poll (``--reconnect`` wins).
     reconnect: ClassVar[str | None] = None
+    #: Skip certificate verification for this class (as ``--tls-insecure`` does for all);
+    #: Locust's own default (skip) is not wirelab's.
+    insecure: ClassVar[bool] = env_insecure()
 
     def __init__(self, environment: Any) -> None:
         try:
@@ -72,6 +76,10 @@ class _PollUser(FastHttpUser):
         except MissingTargetError as exc:
             raise StopTest(f"{type(self).__name__}: {exc}") from None
         self.host = urls[0]
+        try:
+            configure_fasthttp(self, tls_settings(environment, insecure=type(self).insecure))
+        except TlsConfigError as exc:
+            raise StopTest(f"{type(self).__name__}: {exc}") from None
         # Long polls are held by the server; the socket must outlast them.
         if self.long_poll_wait:
             self.network_timeout = max(self.network_timeout, self.long_poll_wait + 10.0)

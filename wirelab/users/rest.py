@@ -20,7 +20,6 @@ tasks with its base's, so a class that wants only its own tasks starts from the 
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from locust.exception import StopTest
 
 from .open_model import OpenModelUser
 from .options import MissingTargetError, payload_size, target_urls, token
+from .tls import TlsConfigError, configure_fasthttp, env_insecure, tls_settings
 
 __all__ = ["RestEchoUser", "RestUser", "RestUserBase"]
 
@@ -49,8 +49,9 @@ class RestUserBase(OpenModelUser, FastHttpUser):
     open_name: ClassVar[str] = "rest POST /echo"
     wait_time = between(0.5, 1.5)
     #: Verify the target's certificate on https URLs: Locust's FastHttpUser does not by
-    #: default. ``WIRELAB_TLS_INSECURE=1`` turns it off, for self-signed labs only.
-    insecure: ClassVar[bool] = os.environ.get("WIRELAB_TLS_INSECURE") == "1"
+    #: default. ``--tls-insecure`` / ``WIRELAB_TLS_INSECURE=1`` turns it off (self-signed
+    #: labs only); ``True`` here does the same for this class. ``--ca-file`` names the CA.
+    insecure: ClassVar[bool] = env_insecure()
 
     #: Base URL of the API; ``--rest-url``/``WIRELAB_REST_URL`` win, then this, then ``--host``.
     rest_url: ClassVar[str | None] = None
@@ -67,6 +68,10 @@ class RestUserBase(OpenModelUser, FastHttpUser):
         except MissingTargetError as exc:
             raise StopTest(f"{type(self).__name__}: {exc}") from None
         self.host = urls[0]
+        try:
+            configure_fasthttp(self, tls_settings(environment, insecure=type(self).insecure))
+        except TlsConfigError as exc:
+            raise StopTest(f"{type(self).__name__}: {exc}") from None
         super().__init__(environment)
         self.items: dict[int, str] = {}
         self.payload = "x" * payload_size(environment, self.payload_size)
@@ -110,7 +115,8 @@ class RestUserBase(OpenModelUser, FastHttpUser):
             meta["request_type"] = self.protocol
             if intended is not None:
                 meta["context"]["service_time_s"] = meta["response_time"] / 1000
-                meta["response_time"] += (sent - intended) * 1000
+                # From the intended start; a start sent early counts from its send.
+                meta["response_time"] += max(0.0, sent - intended) * 1000
             status = response.status_code
             if inspect is not None:
                 inspect(response, meta["context"])

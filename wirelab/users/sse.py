@@ -48,6 +48,7 @@ from .stream import (
     open_socket,
     run_stream_user,
 )
+from .tls import TlsConfigError, client_context, tls_settings
 
 __all__ = ["SseHttpError", "SseUser", "ZombieStreamError"]
 
@@ -102,11 +103,11 @@ class SseUser(User):
     #: one server port, spread them over 127.0.0.0/8 or several interfaces).
     source_addresses: ClassVar[list[str] | None] = None
 
-    #: Verify the server's certificate on https URLs (set False for self-signed labs).
+    #: Verify the server's certificate on https URLs; ``False`` skips it for this class, as
+    #: ``--tls-insecure`` does for all (self-signed labs only). ``--ca-file`` names the CA.
     verify_tls: ClassVar[bool] = True
 
     _source_counter: ClassVar[int] = 0
-    _tls_contexts: ClassVar[dict[bool, ssl.SSLContext]] = {}
     _user_counter: ClassVar[int] = 0
 
     def __init__(self, environment: Any) -> None:
@@ -114,6 +115,12 @@ class SseUser(User):
         try:
             self.urls = target_urls(environment, "sse_url", self.sse_url, self.host, "http")
         except MissingTargetError as exc:
+            raise StopTest(f"{type(self).__name__}: {exc}") from None
+        try:
+            self._tls = tls_settings(environment, insecure=not self.verify_tls)
+            if any(url.startswith("https://") for url in self.urls):
+                client_context(self._tls)  # an unreadable --ca-file stops the user here
+        except TlsConfigError as exc:
             raise StopTest(f"{type(self).__name__}: {exc}") from None
         self.session = StreamSession.for_user(self, self.stream_name)
         # Users spread over the replicas from the start, then rotate on each reconnect.
@@ -141,15 +148,9 @@ class SseUser(User):
     # -- one connection ---------------------------------------------------------------
 
     def tls_context(self) -> ssl.SSLContext:
-        """One client TLS context per process (a context is costly; connections share it)."""
-        context = SseUser._tls_contexts.get(self.verify_tls)
-        if context is None:
-            context = ssl.create_default_context()
-            if not self.verify_tls:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            SseUser._tls_contexts[self.verify_tls] = context
-        return context
+        """The process's shared client TLS context for this user's setting (see
+        :mod:`wirelab.users.tls`)."""
+        return client_context(self._tls)
 
     def _source_address(self) -> tuple[str, int] | None:
         addresses = self.source_addresses

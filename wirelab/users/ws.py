@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import ssl
 import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -49,6 +50,7 @@ from .stream import (
     open_socket,
     run_stream_user,
 )
+from .tls import TlsConfigError, client_context, tls_settings
 
 __all__ = ["NotConnectedError", "WebSocketFeedUser", "WebSocketUser", "WebSocketUserBase"]
 
@@ -96,6 +98,9 @@ class WebSocketUserBase(OpenModelUser, User):
     payload_size: ClassVar[int | None] = None
     #: Local addresses to connect from, rotated per connection (see ``SseUser``).
     source_addresses: ClassVar[list[str] | None] = None
+    #: Verify the server's certificate on wss URLs; ``False`` skips it for this class, as
+    #: ``--tls-insecure`` does for all (self-signed labs only). ``--ca-file`` names the CA.
+    verify_tls: ClassVar[bool] = True
 
     _source_counter: ClassVar[int] = 0
     _user_counter: ClassVar[int] = 0
@@ -105,6 +110,12 @@ class WebSocketUserBase(OpenModelUser, User):
         try:
             self.urls = target_urls(environment, "ws_url", self.ws_url, self.host, "ws")
         except MissingTargetError as exc:
+            raise StopTest(f"{type(self).__name__}: {exc}") from None
+        try:
+            self._tls = tls_settings(environment, insecure=not self.verify_tls)
+            if any(url.startswith("wss://") for url in self.urls):
+                client_context(self._tls)  # an unreadable --ca-file stops the user here
+        except TlsConfigError as exc:
             raise StopTest(f"{type(self).__name__}: {exc}") from None
         self.session = StreamSession.for_user(self, self.stream_name)
         WebSocketUserBase._user_counter += 1
@@ -145,11 +156,23 @@ class WebSocketUserBase(OpenModelUser, User):
             addresses = self.source_addresses
             source = (addresses[WebSocketUserBase._source_counter % len(addresses)], 0)
         parts = urlsplit(url)
-        if parts.scheme == "wss":
-            return None  # websocket-client wraps its own socket in TLS
-        return open_socket(
-            parts.hostname or "127.0.0.1", parts.port or 80, self.connect_timeout, source
-        )
+        host = parts.hostname or "127.0.0.1"
+        tls = parts.scheme == "wss"
+        sock = open_socket(host, parts.port or (443 if tls else 80), self.connect_timeout, source)
+        if not tls:
+            return sock
+        # TLS here, with the shared context (websocket-client uses a socket it is given
+        # as it is): the same verification as every other user, and source addresses work.
+        try:
+            return self.tls_context().wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The process's shared client TLS context for this user's setting (see
+        :mod:`wirelab.users.tls`)."""
+        return client_context(self._tls)
 
     def connect_once(self, since: int | None) -> None:
         """Connect, subscribe after ``since``, and read frames until the connection ends."""
