@@ -48,6 +48,7 @@ EXISTING_SECRETS = {
     "redis.auth.existingSecret": "wirelab-redis",
     "influxdb.auth.existingSecret": "wirelab-influxdb",
     "grafana.existingSecret": "wirelab-grafana",
+    "targets.admin.existingSecret": "wirelab-admin",
 }
 
 

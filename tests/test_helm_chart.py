@@ -55,6 +55,12 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "run.protocols": ["rest", "poll", "ws"],
     },
     "no load side": {"mode": "none", "networkPolicy.enabled": True},
+    "TLS from Secrets": {
+        "targets.tls.secretName": "lab-tls",
+        "run.tls.caSecret.name": "lab-ca",
+        "run.tls.caSecret.key": "bundle.pem",
+        "networkPolicy.enabled": True,
+    },
     "scenario and locustfile from files": {
         "run.scenarioFile": "name: mine\nusers:\n  ws: 10\n",
         "run.locustfile": "from wirelab.users import WebSocketUser\n",
@@ -135,6 +141,13 @@ def test_the_schema_rejects_unknown_keys_and_bad_values():
 def test_a_drain_delay_not_below_the_grace_period_is_refused():
     with pytest.raises(RuntimeError, match="drainDelaySeconds must be below"):
         helm_template({"targets.drain.drainDelaySeconds": 20, "targets.drain.graceSeconds": 20})
+
+
+def test_an_admin_port_that_is_also_a_targets_port_is_refused():
+    with pytest.raises(RuntimeError, match=r"targets\.admin\.port 8081 is also targets\.sse\.port"):
+        helm_template({"targets.admin.port": 8081})
+    # A disabled target's port is free.
+    assert helm_template({"targets.admin.port": 8081, "targets.sse.enabled": False})
 
 
 def test_an_external_influxdb_without_a_token_secret_is_refused():
@@ -309,6 +322,64 @@ def test_targets_share_one_feed_through_redis_with_the_password_from_a_secret(re
     assert "wirelab-redis" not in {
         o["metadata"]["name"] for o in objects(rendered, "external InfluxDB and Redis")
     }
+
+
+def _admin_token_env(container: dict[str, Any]) -> Any:
+    return env_of(container).get("WIRELAB_ADMIN_TOKEN")
+
+
+def test_targets_open_the_admin_port_with_a_token_only_they_and_the_master_hold(rendered):
+    token = {"secretKeyRef": {"name": "wirelab-admin", "key": "admin-token"}}
+    secret = one(rendered, "defaults", "Secret", "wirelab-admin")
+    assert set(secret["data"]) == {"admin-token"}
+    # Generated once (lookup of the Secret already in the cluster), not on every upgrade.
+    assert (
+        'include "wirelab.secretValue" (list . $secret "admin-token" 32)'
+        in (CHART / "templates" / "targets.yaml").read_text()
+    )
+    for deployment in target_deployments(rendered):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        args = container["args"]
+        assert args[args.index("--admin-port") + 1] == "9100"
+        # Beyond loopback (the pod IP), where `targets serve` insists on the token.
+        assert args[args.index("--admin-host") + 1] == "0.0.0.0"
+        assert {"name": "admin", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
+        assert _admin_token_env(container) == token
+    for combination in ("defaults", "job mode"):
+        for where, _, container in containers(rendered, combination):
+            holds = _admin_token_env(container) is not None
+            is_target = any(f"/wirelab-{p}/" in where for p in PROTOCOLS)
+            is_master = where in {"Deployment/wirelab-master/master", "Job/wirelab-run/master"}
+            assert holds is (is_target or is_master), where
+            if holds:
+                assert _admin_token_env(container) == token, where
+    # No Service exposes it: the master calls each pod's IP.
+    for service in objects(rendered, "defaults", "Service"):
+        assert all(port["port"] != 9100 for port in service["spec"]["ports"])
+        assert all(port.get("targetPort") != "admin" for port in service["spec"]["ports"])
+
+
+def test_the_admin_port_and_token_can_be_given(rendered):
+    given = helm_template(
+        {
+            "targets.admin.port": 9300,
+            "targets.admin.existingSecret": "my-admin",
+            "targets.admin.existingSecretKey": "token",
+        }
+    )
+    assert not [
+        o for o in given if o["kind"] == "Secret" and o["metadata"]["name"] == "wirelab-admin"
+    ]
+    ws = [o for o in given if o["kind"] == "Deployment" and o["metadata"]["name"] == "wirelab-ws"]
+    (container,) = ws[0]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "admin", "containerPort": 9300, "protocol": "TCP"} in container["ports"]
+    assert _admin_token_env(container) == {"secretKeyRef": {"name": "my-admin", "key": "token"}}
+    # No target in the release: no token to make, none for the master to send.
+    assert not [
+        o for o in objects(rendered, "targets off", "Secret") if "admin" in o["metadata"]["name"]
+    ]
+    master = one(rendered, "targets off", "Deployment", "wirelab-master")
+    assert _admin_token_env(master["spec"]["template"]["spec"]["containers"][0]) is None
 
 
 def test_targets_off_renders_no_target_and_points_users_at_the_given_urls(rendered):
@@ -608,6 +679,14 @@ def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
+def _component_labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "wirelab",
+        "app.kubernetes.io/instance": "wirelab",
+        "app.kubernetes.io/component": component,
+    }
+
+
 @pytest.mark.parametrize("combination", ["NetworkPolicy on", "no load side"])
 def test_network_policies_deny_by_default_and_open_only_the_labs_paths(rendered, combination):
     policies = objects(rendered, combination, "NetworkPolicy")
@@ -635,6 +714,25 @@ def test_network_policies_deny_by_default_and_open_only_the_labs_paths(rendered,
         load = one(rendered, combination, "NetworkPolicy", "wirelab-load")
         egress_ports = {p["port"] for rule in load["spec"]["egress"] for p in rule.get("ports", [])}
         assert {5557, 8080, 8083, 8086, 443, 6443} <= egress_ports
+        # The admin port: from the master only, and the master's egress to it only.
+        assert 9100 not in egress_ports  # workers never reach it
+        admin_in = targets["spec"]["ingress"][1]
+        assert [peer["podSelector"]["matchLabels"] for peer in admin_in["from"]] == [
+            _component_labels("master")
+        ]
+        assert admin_in["ports"] == [{"port": 9100, "protocol": "TCP"}]
+        assert len(targets["spec"]["ingress"]) == 2
+        admin = one(rendered, combination, "NetworkPolicy", "wirelab-admin")
+        assert admin["spec"]["podSelector"] == {"matchLabels": _component_labels("master")}
+        assert admin["spec"]["policyTypes"] == ["Egress"]
+        (rule,) = admin["spec"]["egress"]
+        assert rule["ports"] == [{"port": 9100, "protocol": "TCP"}]
+        (peer,) = rule["to"]
+        assert peer["podSelector"]["matchExpressions"][1]["values"] == list(PROTOCOLS)
+    else:  # no master: nobody may call the admin port
+        targets = one(rendered, combination, "NetworkPolicy", "wirelab-targets")
+        assert len(targets["spec"]["ingress"]) == 1
+        assert "wirelab-admin" not in {p["metadata"]["name"] for p in policies}
     assert all(p["metadata"]["namespace"] == "wirelab" for p in policies)
 
 
@@ -775,3 +873,179 @@ def test_the_schema_descriptions_are_the_values_files_own():
         for part in path.split("."):
             node = node["properties"][part]
         assert node["description"] == description, path
+
+
+# -- TLS from Secrets (targets serve it, users verify it) ----------------------------------------
+
+
+def _volume(pod: dict[str, Any], container: dict[str, Any], path: str) -> dict[str, Any]:
+    """The volume mounted at ``path`` in ``container``, checked read-only."""
+    (mount,) = [m for m in container.get("volumeMounts", []) if m["mountPath"] == path]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return volume
+
+
+def test_targets_serve_tls_from_a_tls_secret_mounted_read_only(rendered):
+    for deployment in target_deployments(rendered, "TLS from Secrets"):
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        args = container["args"]
+        cert = args[args.index("--tls-cert") + 1]
+        key = args[args.index("--tls-key") + 1]
+        assert (cert, key) == ("/etc/wirelab/tls/tls.crt", "/etc/wirelab/tls/tls.key"), name
+        volume = _volume(pod, container, "/etc/wirelab/tls")
+        assert volume["secret"]["secretName"] == "lab-tls"
+        assert volume["secret"]["items"] == [
+            {"key": "tls.crt", "path": "tls.crt"},
+            {"key": "tls.key", "path": "tls.key"},
+        ]
+        assert volume["secret"]["defaultMode"] == 0o440  # the key: the pod's group only
+        # The kubelet's gRPC probe has no TLS: gRPC is probed on the admin port's /readyz.
+        ready, alive = container["readinessProbe"], container["livenessProbe"]
+        if name == "wirelab-grpc":
+            assert "grpc" not in ready and "grpc" not in alive
+            assert ready["httpGet"] == {"path": "/readyz", "port": "admin"}
+            assert alive["httpGet"] == {"path": "/healthz", "port": "admin"}
+        else:
+            assert ready["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+            assert alive["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    # Without targets.tls nothing of it is rendered.
+    for deployment in target_deployments(rendered):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "--tls-cert" not in container["args"]
+        assert "tls" not in {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_target_services_say_they_speak_tls(rendered):
+    protocols = {
+        s["metadata"]["name"]: s["spec"]["ports"][0]
+        for s in objects(rendered, "TLS from Secrets", "Service")
+        if s["metadata"]["labels"]["app.kubernetes.io/component"] in PROTOCOLS
+    }
+    assert {name: port["appProtocol"] for name, port in protocols.items()} == {
+        "wirelab-rest": "https",
+        "wirelab-sse": "https",
+        "wirelab-ws": "kubernetes.io/wss",
+        "wirelab-grpc": "https",
+        "wirelab-grpc-headless": "https",
+    }
+
+
+def test_with_target_tls_the_users_get_tls_urls_and_trust_the_ca_bundle_alone(rendered):
+    for where, pod, container in containers(rendered, "TLS from Secrets"):
+        if not where.endswith(("/wirelab-master", "/wirelab-worker")):
+            continue
+        env = env_of(container)
+        assert env["WIRELAB_REST_URL"] == "https://wirelab-rest:8080", where
+        assert env["WIRELAB_SSE_URL"] == "https://wirelab-sse:8081", where
+        assert env["WIRELAB_WS_URL"] == "wss://wirelab-ws:8082", where
+        assert env["WIRELAB_GRPC_TARGET"] == "grpcs://dns:///wirelab-grpc-headless:8083", where
+        assert env["WIRELAB_CA_FILE"] == "/etc/wirelab/ca/ca.crt", where
+        volume = _volume(pod, container, "/etc/wirelab/ca")
+        # Only the CA's key: a cert-manager Secret's tls.key never reaches a load-side pod.
+        assert volume["secret"] == {
+            "secretName": "lab-ca",
+            "defaultMode": 0o444,
+            "items": [{"key": "bundle.pem", "path": "ca.crt"}],
+        }
+        assert "lab-tls" not in json.dumps(pod), where
+    for where, _, container in containers(rendered, "defaults"):
+        env = env_of(container)
+        assert "WIRELAB_CA_FILE" not in env, where
+        if "WIRELAB_REST_URL" in env:
+            assert env["WIRELAB_REST_URL"].startswith("http://")
+            assert env["WIRELAB_GRPC_TARGET"].startswith("dns:///")
+
+
+def test_given_target_urls_keep_their_own_scheme_with_target_tls_on():
+    rendered = helm_template(
+        {"targets.tls.secretName": "lab-tls", "run.targetUrls.ws": "ws://elsewhere:80"}
+    )
+    (master,) = [
+        o
+        for o in rendered
+        if (o["kind"], o["metadata"]["name"]) == ("Deployment", "wirelab-master")
+    ]
+    env = env_of(master["spec"]["template"]["spec"]["containers"][0])
+    assert env["WIRELAB_WS_URL"] == "ws://elsewhere:80"
+    assert env["WIRELAB_REST_URL"] == "https://wirelab-rest:8080"
+
+
+def test_the_master_is_told_which_targets_all_means(rendered):
+    master = one(rendered, "defaults", "Deployment", "wirelab-master")
+    env = env_of(master["spec"]["template"]["spec"]["containers"][0])
+    assert env["WIRELAB_ORCHESTRATOR"] == "kubernetes"
+    assert env["WIRELAB_K8S_SERVICES"] == "rest,sse,ws,grpc"
+    some = helm_template({"targets.sse.enabled": False, "targets.grpc.enabled": False})
+    (master,) = [
+        o for o in some if (o["kind"], o["metadata"]["name"]) == ("Deployment", "wirelab-master")
+    ]
+    env = env_of(master["spec"]["template"]["spec"]["containers"][0])
+    assert env["WIRELAB_K8S_SERVICES"] == "rest,ws"
+    (role,) = [o for o in some if o["kind"] == "Role"]
+    assert role["rules"][0]["resourceNames"] == ["wirelab-rest", "wirelab-ws"]
+    off = one(rendered, "targets off", "Deployment", "wirelab-master")
+    assert "WIRELAB_K8S_SERVICES" not in env_of(off["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_helm_test_checks_tls_targets_over_tls_with_the_ca(rendered):
+    (pod,) = objects(rendered, "TLS from Secrets", "Pod")
+    (container,) = pod["spec"]["containers"]
+    assert env_of(container) == {
+        "HOME": "/tmp",
+        "WIRELAB_TARGETS_TLS": "1",
+        "WIRELAB_CA_FILE": "/etc/wirelab/ca/ca.crt",
+    }
+    assert _volume(pod["spec"], container, "/etc/wirelab/ca")["secret"]["secretName"] == "lab-ca"
+
+
+def test_the_helm_test_script_passes_against_real_tls_targets(targets, pki):
+    """The TLS test pod's Python and environment, run here against real TLS targets."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    rendered = helm_template(COMBINATIONS["TLS from Secrets"])
+    (pod,) = [o for o in rendered if o["kind"] == "Pod"]
+    (container,) = pod["spec"]["containers"]
+    tls_args = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")]
+    running = targets.start(["rest", "grpc"], args=tls_args, ca_file=pki / "ca.pem")
+    checks = [f"{p}=127.0.0.1:{running.port(p)}" for p in ("rest", "grpc")]
+    env = {**os.environ, **env_of(container), "WIRELAB_CA_FILE": str(pki / "ca.pem")}
+    result = subprocess.run(
+        [sys.executable, "-c", container["args"][0], *checks],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok   ") == 2
+
+
+def test_the_job_waits_for_tls_targets_over_tls_trusting_the_ca(targets, pki):
+    """cluster_run.py's wait for targets, at the URLs the chart gives with TLS on."""
+    import sys  # noqa: PLC0415
+
+    sys.path.insert(0, str(CHART / "files"))
+    try:
+        import cluster_run  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(CHART / "files"))
+    tls_args = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")]
+    running = targets.start(["rest", "ws", "grpc"], args=tls_args, ca_file=pki / "ca.pem")
+    urls = {
+        "rest": f"https://127.0.0.1:{running.port('rest')}",
+        "ws": f"wss://127.0.0.1:{running.port('ws')}",
+        "grpc": f"grpcs://127.0.0.1:{running.port('grpc')}",
+    }
+    ca = str(pki / "ca.pem")
+    assert cluster_run.wait_for_targets(urls, ["rest", "ws", "grpc"], 10, ca) == []
+    # gRPC always verifies: without the lab's CA (public roots) it is not taken as ready.
+    assert cluster_run.wait_for_targets(urls, ["rest", "grpc"], 0) == ["grpc"]
+    # A plaintext probe of a TLS target never passes.
+    plain = {"rest": urls["rest"].replace("https://", "http://")}
+    assert cluster_run.wait_for_targets(plain, ["rest"], 0) == ["rest"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +23,10 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlsplit
+from urllib.request import Request as UrlRequest
+from urllib.request import urlopen
 
 import pytest
 from kubernetes import client
@@ -32,7 +37,9 @@ from wirelab.lab.kubernetes import (
     chart_deployment_name,
     chart_label_selector,
 )
+from wirelab.lab.monitor import TargetMonitor
 from wirelab.lab.orchestrator import Orchestrator, OrchestratorError
+from wirelab.processes import free_port
 
 NAMESPACE = "lab"
 
@@ -68,6 +75,8 @@ class FakeCluster:
     def __init__(self) -> None:
         self.deployments: dict[str, FakeDeployment] = {}
         self.pods: dict[str, dict[str, str]] = {}  # name -> labels
+        #: name -> what a pod's JSON says beyond its labels (see :meth:`add_pod`).
+        self.pod_details: dict[str, dict[str, Any]] = {}
         self.requests: list[Request] = []
         self.forbidden: set[tuple[str, str]] = set()  # (method, path prefix)
         self.lock = threading.Lock()
@@ -80,8 +89,28 @@ class FakeCluster:
             deployment.current.append(self._new_pod(deployment))
         return deployment
 
-    def add_pod(self, name: str, labels: dict[str, str]) -> None:
+    def add_pod(
+        self,
+        name: str,
+        labels: dict[str, str],
+        *,
+        ip: str | None = None,
+        admin_port: int | None = None,
+        ready: bool = True,
+        phase: str = "Running",
+        restarts: int = 0,
+        deleting: bool = False,
+    ) -> None:
+        """A pod; with ``ip`` and ``admin_port``, one whose admin port the tests serve."""
         self.pods[name] = labels
+        self.pod_details[name] = {
+            "ip": ip,
+            "admin_port": admin_port,
+            "ready": ready,
+            "phase": phase,
+            "restarts": restarts,
+            "deleting": deleting,
+        }
 
     def _new_pod(self, deployment: FakeDeployment) -> str:
         name = f"{deployment.name}-{next(self._ids):04d}"
@@ -143,12 +172,38 @@ class FakeCluster:
         }
 
     def pod_json(self, name: str) -> dict[str, Any]:
+        details = self.pod_details.get(name, {})
+        container: dict[str, Any] = {"name": "target", "image": "wirelab"}
+        if details.get("admin_port"):
+            container["ports"] = [
+                {"name": "http", "containerPort": 8081, "protocol": "TCP"},
+                {"name": "admin", "containerPort": details["admin_port"], "protocol": "TCP"},
+            ]
+        ready = "True" if details.get("ready", True) else "False"
+        status: dict[str, Any] = {
+            "phase": details.get("phase", "Running"),
+            "conditions": [{"type": "Ready", "status": ready}],
+            "containerStatuses": [
+                {
+                    "name": "target",
+                    "ready": ready == "True",
+                    "restartCount": details.get("restarts", 0),
+                    "image": "wirelab",
+                    "imageID": "",
+                }
+            ],
+        }
+        if details.get("ip"):
+            status["podIP"] = details["ip"]
+        metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "labels": self.pods[name]}
+        if details.get("deleting"):
+            metadata["deletionTimestamp"] = "2025-01-01T00:00:00Z"
         return {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": self.pods[name]},
-            "spec": {"containers": [{"name": "target", "image": "wirelab"}]},
-            "status": {"phase": "Running"},
+            "metadata": metadata,
+            "spec": {"containers": [container]},
+            "status": status,
         }
 
     def of(self, method: str, path_part: str = "") -> list[Request]:
@@ -259,9 +314,9 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def cluster() -> Iterator[tuple[FakeCluster, str]]:
-    """A fake API server on a loopback port: (its state, its URL)."""
+def fake_api_server() -> Iterator[tuple[FakeCluster, str]]:
+    """A fake API server on a loopback port: (its state, its URL). The ``cluster`` fixture
+    here; other modules make it a fixture of their own name the same way."""
     state = FakeCluster()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     thread = threading.Thread(
@@ -275,6 +330,9 @@ def cluster() -> Iterator[tuple[FakeCluster, str]]:
         server.server_close()
 
 
+cluster = pytest.fixture(name="cluster")(fake_api_server)
+
+
 def chart_labels(component: str, instance: str = "soak") -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "wirelab",
@@ -283,13 +341,15 @@ def chart_labels(component: str, instance: str = "soak") -> dict[str, str]:
     }
 
 
-def orchestrator_for(url: str) -> KubernetesOrchestrator:
+def orchestrator_for(url: str, admin_token: str | None = None) -> KubernetesOrchestrator:
     return KubernetesOrchestrator(
         NAMESPACE,
         api_client=client.ApiClient(client.Configuration(host=url)),
         label_selector_for=chart_label_selector("soak"),
         deployment_name_for=chart_deployment_name("soak-wirelab-"),
         poll_interval=0.01,
+        request_timeout=5,
+        admin_token=admin_token,
     )
 
 
@@ -410,10 +470,281 @@ def test_wait_ready_times_out_when_replicas_never_become_available(cluster):
         orchestrator_for(url).wait_ready("ws", timeout=0.2)
 
 
-def test_drop_connections_is_refused_with_the_reason(cluster):
-    _, url = cluster
-    with pytest.raises(OrchestratorError, match=r"not supported on Kubernetes.*use kill"):
-        orchestrator_for(url).drop_connections("ws")
+# -- drop_connections and replicas: the pods' admin ports -------------------------------------
+#
+# The fake API server hands out pods whose IP is 127.0.0.1 and whose container port named
+# ``admin`` is the admin port of a real ``wirelab targets serve`` process (or, where only the
+# requests matter, of a recording HTTP server): the orchestrator's HTTP calls are real.
+
+ADMIN_TOKEN = "k8s-admin-token-for-tests-only"
+
+
+def start_sse_target(targets, token: str = ADMIN_TOKEN) -> tuple[Any, int]:
+    """A real SSE target whose admin port requires ``token``: (it, its admin port)."""
+    admin_port = free_port()
+    running = targets.start(
+        "sse",
+        args=["--admin-port", str(admin_port), "--rate", "50"],
+        env={**os.environ, "WIRELAB_ADMIN_TOKEN": token},
+    )
+    return running, admin_port
+
+
+def admin_get(port: int, path: str, token: str = ADMIN_TOKEN) -> tuple[int, dict[str, Any]]:
+    request = UrlRequest(f"http://127.0.0.1:{port}{path}")
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except HTTPError as exc:
+        return exc.code, {}
+
+
+def open_sse_stream(port: int) -> socket.socket:
+    """A client reading the feed on ``GET /stream``; returns once the stream has begun."""
+    stream = socket.create_connection(("127.0.0.1", port), timeout=5)
+    stream.sendall(b"GET /stream HTTP/1.1\r\nHost: sse\r\n\r\n")
+    assert b"200 OK" in stream.recv(4096)
+    return stream
+
+
+def read_until_closed(stream: socket.socket) -> bytes:
+    """What a client reads until the server ends its connection (EOF or reset)."""
+    tail = b""
+    try:
+        while chunk := stream.recv(65536):
+            tail += chunk
+    except ConnectionResetError:
+        pass
+    return tail
+
+
+class RecordingAdmin:
+    """A stand-in admin port that records every request and cuts ``dropped`` connections."""
+
+    def __init__(self, dropped: int = 3) -> None:
+        self.requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                recorder.requests.append(
+                    (self.command, self.path, self.headers.get("Authorization"))
+                )
+                body = json.dumps({"dropped": {"sse": dropped}, "pid": 7}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recording_admin() -> Iterator[Any]:
+    """``recording_admin()`` starts a :class:`RecordingAdmin`; all are stopped afterwards."""
+    started: list[RecordingAdmin] = []
+
+    def start(dropped: int = 3) -> RecordingAdmin:
+        started.append(RecordingAdmin(dropped))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for admin in started:
+            admin.close()
+
+
+def test_drop_connections_cuts_every_client_of_every_ready_pod_and_the_pods_keep_serving(
+    cluster, targets
+):
+    state, url = cluster
+    first, first_admin = start_sse_target(targets)
+    second, second_admin = start_sse_target(targets)
+    state.add_pod("soak-wirelab-sse-a", chart_labels("sse"), ip="127.0.0.1", admin_port=first_admin)
+    state.add_pod(
+        "soak-wirelab-sse-b", chart_labels("sse"), ip="127.0.0.1", admin_port=second_admin
+    )
+    clients = [open_sse_stream(first.port()), open_sse_stream(second.port())]
+    try:
+        result = orchestrator_for(url, ADMIN_TOKEN).drop_connections("sse")
+
+        # Each client's stream ends without the drain's goodbye: a reset, not a deploy.
+        for stream in clients:
+            assert b"goaway" not in read_until_closed(stream)
+    finally:
+        for stream in clients:
+            stream.close()
+
+    assert result.action == "drop_connections"
+    assert result.affected == ["soak-wirelab-sse-a", "soak-wirelab-sse-b"]
+    assert result.detail == "cut 2 connections on 2 pods"
+    (listing,) = state.of("GET", "/pods")
+    assert listing.query["labelSelector"] == [chart_label_selector("soak")("sse")]
+    for running, admin_port in ((first, first_admin), (second, second_admin)):
+        status, stats = admin_get(admin_port, "/stats")
+        assert status == 200
+        assert stats["targets"]["sse"]["drops"] == 1
+        assert stats["ready"] is True
+        assert running.process.alive
+        # Still serving: a client that comes back gets its stream at once.
+        open_sse_stream(running.port()).close()
+
+
+def test_drop_connections_sends_the_admin_token_and_a_refused_one_names_the_pod(cluster, targets):
+    state, url = cluster
+    running, admin_port = start_sse_target(targets)
+    state.add_pod("soak-wirelab-sse-a", chart_labels("sse"), ip="127.0.0.1", admin_port=admin_port)
+
+    for wrong in ("not-the-token", None):
+        with pytest.raises(OrchestratorError) as error:
+            orchestrator_for(url, wrong).drop_connections("sse")
+        message = str(error.value)
+        assert message.startswith("drop_connections sse: pod soak-wirelab-sse-a (http://127.0.0.1:")
+        assert "HTTP 401" in message
+        assert "WIRELAB_ADMIN_TOKEN must be the targets' token" in message
+    assert admin_get(admin_port, "/stats")[1]["targets"]["sse"]["drops"] == 0
+
+    result = orchestrator_for(url, ADMIN_TOKEN).drop_connections("sse")
+    assert result.detail == "cut 0 connections on 1 pods"
+    assert admin_get(admin_port, "/stats")[1]["targets"]["sse"]["drops"] == 1
+    assert running.process.alive
+
+
+def test_drop_connections_hits_only_ready_pods_that_match_the_services_label_selector(
+    cluster, recording_admin
+):
+    state, url = cluster
+    admins = {}
+
+    def pod(name: str, labels: dict[str, str], **details: Any) -> None:
+        admins[name] = recording_admin()
+        state.add_pod(name, labels, ip="127.0.0.1", admin_port=admins[name].port, **details)
+
+    pod("soak-wirelab-sse-a", chart_labels("sse"))
+    pod("soak-wirelab-sse-b", chart_labels("sse"))
+    pod("soak-wirelab-sse-starting", chart_labels("sse"), ready=False)
+    pod("soak-wirelab-sse-terminating", chart_labels("sse"), deleting=True)
+    pod("soak-wirelab-ws-a", chart_labels("ws"))
+    pod("other-wirelab-sse-a", chart_labels("sse", instance="other"))
+    pod("unrelated", {"app": "sse"})
+
+    result = orchestrator_for(url, ADMIN_TOKEN).drop_connections("sse")
+
+    hit = {name for name, admin in admins.items() if admin.requests}
+    assert hit == {"soak-wirelab-sse-a", "soak-wirelab-sse-b"}
+    for name in hit:
+        assert admins[name].requests == [("POST", "/admin/drop", f"Bearer {ADMIN_TOKEN}")]
+    assert result.affected == ["soak-wirelab-sse-a", "soak-wirelab-sse-b"]
+    assert result.detail == "cut 6 connections on 2 pods"
+
+    # ``all``: every target service of the release, still nobody else's pods.
+    everywhere = orchestrator_for(url, ADMIN_TOKEN).drop_connections("all")
+    assert sorted(everywhere.affected) == [
+        "soak-wirelab-sse-a",
+        "soak-wirelab-sse-b",
+        "soak-wirelab-ws-a",
+    ]
+    assert not admins["other-wirelab-sse-a"].requests
+    assert not admins["unrelated"].requests
+
+
+def test_a_pod_that_does_not_answer_is_named_and_the_others_are_still_dropped(
+    cluster, recording_admin
+):
+    state, url = cluster
+    answering = recording_admin()
+    state.add_pod("soak-wirelab-ws-a", chart_labels("ws"), ip="127.0.0.1", admin_port=free_port())
+    state.add_pod(
+        "soak-wirelab-ws-b", chart_labels("ws"), ip="127.0.0.1", admin_port=answering.port
+    )
+
+    with pytest.raises(OrchestratorError) as error:
+        orchestrator_for(url, ADMIN_TOKEN).drop_connections("ws")
+
+    message = str(error.value)
+    assert "pod soak-wirelab-ws-a (http://127.0.0.1:" in message
+    assert "admin port unreachable" in message
+    assert "soak-wirelab-ws-b" not in message
+    assert message.endswith("(the other 1 pods cut 3 connections)")
+    assert answering.requests == [("POST", "/admin/drop", f"Bearer {ADMIN_TOKEN}")]
+
+
+def test_drop_connections_with_no_ready_pod_says_which_selector_matched_nothing(cluster):
+    state, url = cluster
+    state.add_pod("soak-wirelab-ws-a", chart_labels("ws"), ready=False, ip="127.0.0.1")
+    with pytest.raises(OrchestratorError, match=r"drop_connections ws: no ready pod matches .*=ws"):
+        orchestrator_for(url, ADMIN_TOKEN).drop_connections("ws")
+
+
+def test_replicas_lists_every_target_pod_as_the_local_lab_does_and_the_monitor_polls_them(
+    cluster, targets
+):
+    state, url = cluster
+    running, admin_port = start_sse_target(targets)
+    state.add_pod("soak-wirelab-sse-a", chart_labels("sse"), ip="127.0.0.1", admin_port=admin_port)
+    # A restarted container that is being deleted, and a pod still waiting for its IP.
+    state.add_pod(
+        "soak-wirelab-ws-a",
+        chart_labels("ws"),
+        ip="127.0.0.1",
+        admin_port=free_port(),
+        restarts=2,
+        deleting=True,
+    )
+    state.add_pod("soak-wirelab-grpc-a", chart_labels("grpc"), phase="Pending", ready=False)
+    state.add_pod("other-wirelab-sse-a", chart_labels("sse", instance="other"), ip="127.0.0.1")
+    lab = orchestrator_for(url, ADMIN_TOKEN)
+
+    replicas = {r["name"]: r for r in lab.replicas()}
+
+    assert set(replicas) == {"soak-wirelab-sse-a", "soak-wirelab-ws-a", "soak-wirelab-grpc-a"}
+    for replica in replicas.values():  # the keys of LocalOrchestrator.replicas()
+        assert set(replica) == {
+            "name", "protocol", "slot", "port", "admin_url", "pid", "generation", "alive",
+            "draining",
+        }  # fmt: skip
+    assert replicas["soak-wirelab-sse-a"] == {
+        "name": "soak-wirelab-sse-a",
+        "protocol": "sse",
+        "slot": None,
+        "port": 8081,
+        "admin_url": f"http://127.0.0.1:{admin_port}",
+        "pid": 1,
+        "generation": 0,
+        "alive": True,
+        "draining": False,
+    }
+    ws = replicas["soak-wirelab-ws-a"]
+    assert (ws["protocol"], ws["pid"], ws["generation"], ws["draining"]) == ("ws", 3, 2, True)
+    grpc = replicas["soak-wirelab-grpc-a"]
+    assert (grpc["admin_url"], grpc["pid"], grpc["alive"]) == (None, None, False)
+
+    # The target monitor reads each pod's /stats through that list, with the token.
+    stream = open_sse_stream(running.port())
+    try:
+        monitor = TargetMonitor(lab.replicas, base_tags={"run_id": "k8s"}, token=ADMIN_TOKEN)
+        points = monitor.poll()
+    finally:
+        stream.close()
+    sse = monitor.latest["soak-wirelab-sse-a"]
+    assert (sse["protocol"], sse["active_connections"], sse["ready"]) == ("sse", 1, 1)
+    assert sse["accepted"] >= 1
+    assert monitor.latest["soak-wirelab-ws-a"]["active_connections"] == 0  # not answering
+    assert {p.tags["replica"] for p in points if p.measurement == "targets"} == set(replicas)
 
 
 def test_a_forbidden_call_names_the_role(cluster):
@@ -465,8 +796,11 @@ def test_from_environment_reads_the_release_and_a_kubeconfig(cluster, tmp_path: 
             "WIRELAB_K8S_NAMESPACE": NAMESPACE,
             "WIRELAB_K8S_INSTANCE": "soak",
             "WIRELAB_K8S_NAME_PREFIX": "soak-wirelab-",
+            "WIRELAB_ADMIN_TOKEN": ADMIN_TOKEN,
+            "WIRELAB_K8S_ADMIN_PORT": "9200",
         }
     )
+    assert (orchestrator.admin_token, orchestrator.admin_port) == (ADMIN_TOKEN, 9200)
     orchestrator.poll_interval = 0.01
     orchestrator.wait_ready("ws", timeout=5)
 
@@ -485,6 +819,7 @@ def test_every_call_the_orchestrator_makes_is_allowed_by_the_charts_role(cluster
     lab.kill("ws", 1)
     lab.scale("rest", 3, timeout=10)
     lab.wait_ready("rest", timeout=10)
+    lab.replicas()
 
     (role,) = [o for o in helm_template(release="soak") if o["kind"] == "Role"]
     verbs = {"GET": "get", "PATCH": "patch", "DELETE": "delete"}
@@ -503,3 +838,156 @@ def test_every_call_the_orchestrator_makes_is_allowed_by_the_charts_role(cluster
         ]
         assert allowed, f"{request.method} {request.path} is not allowed by the Role"
     assert {r.method for r in state.requests} == {"GET", "PATCH", "DELETE"}
+
+
+# -- ``all``: every target the release runs, as the built-in rolling-deploy asks ---------------
+
+
+def release_with(state: FakeCluster, services: tuple[str, ...], replicas: int = 2) -> dict:
+    return {
+        service: state.add_deployment(f"soak-wirelab-{service}", chart_labels(service), replicas)
+        for service in services
+    }
+
+
+def orchestrator_of(url: str, services: tuple[str, ...]) -> KubernetesOrchestrator:
+    lab = orchestrator_for(url)
+    return KubernetesOrchestrator(
+        NAMESPACE,
+        api_client=lab._api_client,
+        label_selector_for=lab.label_selector_for,
+        deployment_name_for=lab.deployment_name_for,
+        poll_interval=0.01,
+        request_timeout=5,
+        services=services,
+    )
+
+
+def test_rolling_restart_all_patches_every_enabled_target_before_watching_any(cluster):
+    state, url = cluster
+    # grpc is disabled on this release: no Deployment, and the Role grants nothing on one.
+    deployments = release_with(state, ("rest", "sse", "ws"))
+    old = {service: set(d.current) for service, d in deployments.items()}
+
+    result = orchestrator_of(url, ("rest", "sse", "ws")).rolling_restart("all", timeout=10)
+
+    patches = state.of("PATCH")
+    assert [p.path.rsplit("/", 1)[1] for p in patches] == [
+        "soak-wirelab-rest",
+        "soak-wirelab-sse",
+        "soak-wirelab-ws",
+    ]
+    # One restartedAt for all, and every patch sent before the first rollout was watched.
+    assert len({json.dumps(p.body, sort_keys=True) for p in patches}) == 1
+    last_patch = state.requests.index(patches[-1])
+    assert not [
+        r for r in state.requests[:last_patch] if "/deployments/" in r.path and r.method == "GET"
+    ]
+    for service, deployment in deployments.items():
+        assert not deployment.old and len(deployment.current) == 2
+        assert not set(deployment.current) & old[service]
+    assert not state.of("GET", "grpc")
+    assert (result.action, result.service) == ("rolling_restart", "all")
+    assert sorted(result.affected) == sorted(set().union(*old.values()))
+    assert result.detail.startswith("rest: deployment soak-wirelab-rest: 2 replicas replaced; ")
+    assert "ws: deployment soak-wirelab-ws: 2 replicas replaced (restartedAt " in result.detail
+
+
+def test_rolling_restart_all_names_the_target_that_failed_and_still_rolls_the_others(cluster):
+    state, url = cluster
+    deployments = release_with(state, ("rest", "sse", "ws", "grpc"))
+    # The last one watched: the fake controller moves only on a GET, a real one on its own.
+    deployments["grpc"].stuck = True
+
+    with pytest.raises(OrchestratorError) as error:
+        orchestrator_for(url).rolling_restart("all", timeout=1)
+
+    assert str(error.value) == (
+        "rolling_restart all failed: grpc: rolling restart of grpc did not complete in 1s: "
+        "1 of 2 replicas updated"
+    )
+    assert len(state.of("PATCH")) == 4
+    for service in ("rest", "sse", "ws"):
+        assert not deployments[service].old, f"{service} was not rolled"
+
+
+def test_kill_all_deletes_count_pods_of_every_enabled_target_and_nothing_else(cluster):
+    state, url = cluster
+    deployments = release_with(state, ("sse", "ws"), replicas=3)
+    state.add_pod("soak-wirelab-rest-0001", chart_labels("rest"))  # rest is not enabled
+    state.add_pod("other-wirelab-ws-1", chart_labels("ws", instance="other"))
+
+    result = orchestrator_of(url, ("sse", "ws")).kill("all", 2)
+
+    deleted = sorted(r.path.rsplit("/", 1)[1] for r in state.of("DELETE"))
+    assert deleted == sorted(result.affected)
+    assert len([p for p in deleted if p.startswith("soak-wirelab-sse-")]) == 2
+    assert len([p for p in deleted if p.startswith("soak-wirelab-ws-")]) == 2
+    assert {"soak-wirelab-rest-0001", "other-wirelab-ws-1"} <= set(state.pods)
+    assert {len(d.current) for d in deployments.values()} == {1}
+    assert result.detail == (
+        "sse: deleted 2 of 3 pods with grace period 0; ws: deleted 2 of 3 pods with grace period 0"
+    )
+
+
+def test_scale_all_patches_every_enabled_target_and_waits_until_each_is_ready(cluster):
+    state, url = cluster
+    deployments = release_with(state, ("rest", "sse", "ws", "grpc"), replicas=1)
+
+    result = orchestrator_for(url).scale("all", 3, timeout=10)
+
+    assert sorted(p.path.rsplit("/", 1)[1] for p in state.of("PATCH")) == [
+        f"soak-wirelab-{s}" for s in ("grpc", "rest", "sse", "ws")
+    ]
+    assert all(p.body == {"spec": {"replicas": 3}} for p in state.of("PATCH"))
+    assert {len(d.current) for d in deployments.values()} == {3}
+    assert len(result.affected) == 8  # two new pods per target
+    assert "grpc: deployment soak-wirelab-grpc: 1 -> 3 replicas" in result.detail
+
+
+def test_wait_ready_all_waits_for_every_enabled_target(cluster):
+    state, url = cluster
+    deployments = release_with(state, ("rest", "ws"))
+    ws = deployments["ws"]
+    ws.stuck = True
+    ws.old, ws.current = ws.current, []
+    ws.generation += 1
+
+    lab = orchestrator_of(url, ("rest", "ws"))
+    with pytest.raises(OrchestratorError) as error:
+        lab.wait_ready("all", timeout=0.2)
+    assert str(error.value).startswith(
+        "wait_ready all failed: ws: waiting for ws to be ready did not complete in 0.2s"
+    )
+    ws.stuck = False
+    lab.wait_ready("all", timeout=10)
+    assert state.of("GET", "soak-wirelab-rest") and state.of("GET", "soak-wirelab-ws")
+
+
+def test_a_service_the_release_does_not_run_is_refused_before_any_call(cluster):
+    state, url = cluster
+    lab = orchestrator_of(url, ("rest", "ws"))
+    for act in (
+        lambda: lab.rolling_restart("grpc"),
+        lambda: lab.kill("grpc"),
+        lambda: lab.scale("grpc", 2),
+        lambda: lab.wait_ready("grpc"),
+        lambda: lab.drop_connections("grpc"),
+    ):
+        with pytest.raises(OrchestratorError, match=r"grpc: unknown service .*rest, ws, all"):
+            act()
+    assert not state.requests
+    with pytest.raises(OrchestratorError, match="must be some of rest, sse, ws, grpc"):
+        orchestrator_of(url, ("rest", "mqtt"))
+
+
+def test_from_environment_takes_what_all_means_from_the_chart(cluster, monkeypatch):
+    _, url = cluster
+    monkeypatch.setattr(
+        "wirelab.lab.kubernetes._load_api_client",
+        lambda: client.ApiClient(client.Configuration(host=url)),
+    )
+    chart = {"WIRELAB_K8S_NAMESPACE": NAMESPACE, "WIRELAB_K8S_INSTANCE": "soak"}
+    assert KubernetesOrchestrator.from_environment(chart).services == ("rest", "sse", "ws", "grpc")
+    some = KubernetesOrchestrator.from_environment({**chart, "WIRELAB_K8S_SERVICES": "ws, grpc"})
+    assert some.services == ("ws", "grpc")

@@ -2,7 +2,16 @@
 
 A target service (``rest``, ``sse``, ``ws``, ``grpc``) is a Deployment; its replicas are the
 pods its label selector matches. The actions use only what the chart's namespaced Role
-grants: get and patch the Deployment, list and delete its pods.
+grants: get and patch the Deployment, list and delete its pods. ``drop_connections`` and
+:meth:`KubernetesOrchestrator.replicas` also talk to each pod's admin port (see
+``wirelab.targets.admin``) directly, at the pod's IP: no Service fronts it, the chart's
+NetworkPolicy lets only the master reach it, and it requires the bearer token
+``WIRELAB_ADMIN_TOKEN`` that the chart gives the targets and the master alike.
+
+``service`` is a target (``rest``, ``sse``, ``ws``, ``grpc``) or ``all``: every target the
+release runs (``WIRELAB_K8S_SERVICES``, which the chart sets to its enabled targets). With
+``all`` every Deployment is patched first and then watched, so they roll (or scale) at once,
+as the local lab's protocols do in parallel.
 
 - ``rolling_restart``: patch the pod template's ``kubectl.kubernetes.io/restartedAt``
   annotation (what ``kubectl rollout restart`` does), then poll the Deployment until the
@@ -13,7 +22,9 @@ grants: get and patch the Deployment, list and delete its pods.
 - ``kill``: delete ``n`` pods with grace period 0, chosen only among the pods the service's
   label selector matches: a crash, after which the Deployment starts replacements.
 - ``scale``: patch ``spec.replicas`` and wait until that many replicas are ready.
-- ``drop_connections``: not supported, and says why (see the method).
+- ``drop_connections``: ``POST /admin/drop`` on the admin port of every ready pod of the
+  service, as the local lab does on every replica process: each pod resets every client
+  connection at once and keeps serving (the network-blip storm, no pod replaced).
 
 Configuration is in-cluster (the pod's ServiceAccount) or the user's kubeconfig, see
 :meth:`KubernetesOrchestrator.from_environment`.
@@ -24,14 +35,19 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .orchestrator import ActionResult, OrchestratorError
 
 __all__ = [
+    "ADMIN_PORT",
     "RESTARTED_AT",
+    "SERVICES_ENV",
+    "TARGET_SERVICES",
     "KubernetesOrchestrator",
     "chart_deployment_name",
     "chart_label_selector",
@@ -42,6 +58,19 @@ __all__ = [
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 _SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+#: The chart's target admin port (``targets.admin.port``), for a pod that names none.
+ADMIN_PORT = 9100
+#: The name of the admin port in a target container's ``ports``: it wins over the default.
+ADMIN_PORT_NAME = "admin"
+ADMIN_TOKEN_ENV = "WIRELAB_ADMIN_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+#: Every target service; by default what ``all`` means and what ``replicas()`` lists.
+TARGET_SERVICES = ("rest", "sse", "ws", "grpc")
+#: The chart's enabled targets, comma-separated: what ``all`` means on that release.
+SERVICES_ENV = "WIRELAB_K8S_SERVICES"
+
+#: What starting an action on one service returns: a call that waits for it to finish and
+#: says what it did (the pods it affected, one line of detail).
+_Finish = Callable[[], tuple[list[str], str]]
 
 
 def chart_label_selector(instance: str, name: str = "wirelab") -> Callable[[str], str]:
@@ -111,6 +140,10 @@ class KubernetesOrchestrator:
     ``label_selector_for`` and ``deployment_name_for`` map a service name to its pods'
     label selector and its Deployment's name; the defaults follow the chart's names for a
     release called ``wirelab`` (:meth:`from_environment` reads the real release's).
+    ``admin_token`` is sent as the bearer token to the pods' admin ports; ``admin_port`` is
+    that port for a pod whose container does not name one ``admin``. ``services``: the
+    targets the release runs, what ``all`` means (a disabled target has no Deployment, and
+    the chart's Role grants nothing on one).
     """
 
     def __init__(
@@ -122,6 +155,9 @@ class KubernetesOrchestrator:
         deployment_name_for: Callable[[str], str] | None = None,
         poll_interval: float = 1.0,
         request_timeout: float = 10.0,
+        admin_token: str | None = None,
+        admin_port: int = ADMIN_PORT,
+        services: Sequence[str] = TARGET_SERVICES,
     ) -> None:
         from kubernetes import client  # noqa: PLC0415 - only runs that use a cluster need it
 
@@ -130,6 +166,15 @@ class KubernetesOrchestrator:
         self.deployment_name_for = deployment_name_for or chart_deployment_name()
         self.poll_interval = poll_interval
         self.request_timeout = request_timeout
+        self.admin_token = admin_token
+        self.admin_port = admin_port
+        unknown = sorted(set(services) - set(TARGET_SERVICES))
+        if unknown or not services:
+            raise OrchestratorError(
+                f"target services must be some of {', '.join(TARGET_SERVICES)}, got "
+                f"{', '.join(services) or 'none'}"
+            )
+        self.services = tuple(services)
         self._api_client = api_client if api_client is not None else _load_api_client()
         self._apps = client.AppsV1Api(self._api_client)
         self._core = client.CoreV1Api(self._api_client)
@@ -140,125 +185,279 @@ class KubernetesOrchestrator:
 
         ``WIRELAB_K8S_NAMESPACE`` (else the pod's own namespace, else ``default``),
         ``WIRELAB_K8S_INSTANCE`` (the Helm release) and ``WIRELAB_K8S_NAME_PREFIX`` (the
-        chart's full name plus ``-``). Credentials: the pod's ServiceAccount in a cluster,
-        else ``KUBECONFIG`` / ``~/.kube/config``.
+        chart's full name plus ``-``). The targets' admin token: ``WIRELAB_ADMIN_TOKEN``;
+        their admin port where a pod does not name it: ``WIRELAB_K8S_ADMIN_PORT`` (else
+        9100, the chart's). What ``all`` means: ``WIRELAB_K8S_SERVICES`` (comma-separated,
+        else every target). Credentials: the pod's ServiceAccount in a cluster, else
+        ``KUBECONFIG`` / ``~/.kube/config``.
         """
         env = os.environ if env is None else env
         namespace = env.get("WIRELAB_K8S_NAMESPACE") or _pod_namespace() or "default"
         instance = env.get("WIRELAB_K8S_INSTANCE") or "wirelab"
         prefix = env.get("WIRELAB_K8S_NAME_PREFIX") or f"{instance}-"
+        services = [s.strip() for s in (env.get(SERVICES_ENV) or "").split(",") if s.strip()]
         return cls(
             namespace,
             label_selector_for=chart_label_selector(instance),
             deployment_name_for=chart_deployment_name(prefix),
+            admin_token=env.get(ADMIN_TOKEN_ENV) or None,
+            admin_port=int(env.get("WIRELAB_K8S_ADMIN_PORT") or ADMIN_PORT),
+            services=services or TARGET_SERVICES,
         )
 
     # -- the Orchestrator interface ------------------------------------------------------
 
     def rolling_restart(self, service: str, *, timeout: float = 300.0) -> ActionResult:
-        """Patch the restartedAt annotation and wait until the rollout completes."""
-        started = time.time()
-        name = self.deployment_name_for(service)
-        before = self._pod_names(service)
+        """Patch the restartedAt annotation and wait until the rollout completes.
+
+        With ``all`` every target's Deployment is patched, then each rollout is watched
+        against the one ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        patched = self._patch_deployment(
-            name, {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-        )
-        generation = patched.get("metadata", {}).get("generation")
-        deployment = self._wait(
-            name,
-            lambda d: rollout_progress(d, generation),
-            timeout=timeout,
-            what=f"rolling restart of {service}",
-        )
-        replicas = deployment.get("spec", {}).get("replicas", 1)
-        return ActionResult(
-            action="rolling_restart",
-            service=service,
-            started_at=started,
-            ended_at=time.time(),
-            affected=sorted(before),
-            detail=f"deployment {name}: {replicas} replicas replaced (restartedAt {stamp})",
-        )
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+
+        def start(each: str) -> _Finish:
+            name = self.deployment_name_for(each)
+            before = self._pod_names(each)
+            generation = self._patch_deployment(name, patch).get("metadata", {}).get("generation")
+
+            def finish() -> tuple[list[str], str]:
+                deployment = self._wait(
+                    name,
+                    lambda d: rollout_progress(d, generation),
+                    deadline=deadline,
+                    timeout=timeout,
+                    what=f"rolling restart of {each}",
+                )
+                replicas = deployment.get("spec", {}).get("replicas", 1)
+                return sorted(before), f"deployment {name}: {replicas} replicas replaced"
+
+            return finish
+
+        result = self._each("rolling_restart", service, start)
+        result.detail += f" (restartedAt {stamp})"
+        return result
 
     def kill(self, service: str, count: int = 1) -> ActionResult:
-        """Delete ``count`` of the service's running pods with no grace period: a crash."""
+        """Delete ``count`` of the service's running pods with no grace period: a crash.
+
+        With ``all``: ``count`` pods of every target.
+        """
         if count < 1:
             raise OrchestratorError(f"kill {service}: count must be at least 1, got {count}")
-        started = time.time()
-        selector = self.label_selector_for(service)
-        running = sorted(
-            pod["metadata"]["name"]
-            for pod in self._pods(selector)
-            if not pod["metadata"].get("deletionTimestamp")
-            and (pod.get("status") or {}).get("phase") == "Running"
-        )
-        if len(running) < count:
-            raise OrchestratorError(
-                f"kill {service}: asked for {count} pods, only {len(running)} running "
-                f"match {selector}"
+
+        def start(each: str) -> _Finish:
+            selector = self.label_selector_for(each)
+            running = sorted(
+                pod["metadata"]["name"]
+                for pod in self._pods(selector)
+                if not pod["metadata"].get("deletionTimestamp")
+                and (pod.get("status") or {}).get("phase") == "Running"
             )
-        victims = running[:count]
-        for pod in victims:
-            self._call(
-                f"delete pod {pod}",
-                self._core.delete_namespaced_pod,
-                pod,
-                self.namespace,
-                grace_period_seconds=0,
-                body=_delete_options(),
+            if len(running) < count:
+                raise OrchestratorError(
+                    f"kill {each}: asked for {count} pods, only {len(running)} running "
+                    f"match {selector}"
+                )
+            victims = running[:count]
+            for pod in victims:
+                self._call(
+                    f"delete pod {pod}",
+                    self._core.delete_namespaced_pod,
+                    pod,
+                    self.namespace,
+                    grace_period_seconds=0,
+                    body=_delete_options(),
+                )
+            detail = f"deleted {count} of {len(running)} pods with grace period 0"
+            return lambda: (victims, detail)
+
+        return self._each("kill", service, start)
+
+    def drop_connections(self, service: str) -> ActionResult:
+        """``POST /admin/drop`` on every ready pod of ``service`` (or of every target, ``all``).
+
+        Each pod resets every client connection at once and keeps serving: a network blip,
+        not a crash (that is :meth:`kill`). Pods that are not ready are left alone: a
+        starting one has no clients yet, a terminating one is already saying goodbye. The
+        pods are asked one after the other, milliseconds apart, which still lands as one
+        storm (a pod that hangs delays the ones after it by up to ``request_timeout``). A
+        pod that does not answer, or rejects the admin token, does not spare the others'
+        clients: every pod is asked, then an :class:`OrchestratorError` names the pods that
+        failed and what the others cut.
+        """
+        started = time.time()
+        services = self._services_of("drop_connections", service)
+        pods = [
+            (name, url)
+            for each in services
+            for name, url in self._ready_admin_urls(self.label_selector_for(each))
+        ]
+        if not pods:
+            wanted = ", ".join(self.label_selector_for(each) for each in services)
+            raise OrchestratorError(f"drop_connections {service}: no ready pod matches {wanted}")
+        cut, failures = 0, []
+        for name, url in pods:
+            try:
+                answer = self._admin_post(url + "/admin/drop")
+            except OrchestratorError as exc:
+                failures.append(f"pod {name} ({url}): {exc}")
+                continue
+            cut += sum(int(n) for n in (answer.get("dropped") or {}).values())
+        if failures:
+            raise OrchestratorError(
+                f"drop_connections {service}: " + "; ".join(failures) + f" (the other "
+                f"{len(pods) - len(failures)} pods cut {cut} connections)"
             )
         return ActionResult(
-            action="kill",
+            action="drop_connections",
             service=service,
             started_at=started,
             ended_at=time.time(),
-            affected=victims,
-            detail=f"deleted {count} of {len(running)} pods with grace period 0",
-        )
-
-    def drop_connections(self, service: str) -> ActionResult:
-        """Not supported on Kubernetes; raises :class:`OrchestratorError` saying why.
-
-        The action means "cut every connection, keep every replica" (a network blip).
-        Without a service mesh or a CNI feature to reset flows, the only cluster-level
-        lever is deleting pods, and that is :meth:`kill`: a crash with new replicas, cold
-        starts and DNS changes, which would make a reconnect-storm result mean something
-        else. It is refused rather than quietly replaced.
-        """
-        raise OrchestratorError(
-            f"drop_connections {service}: not supported on Kubernetes: without a service "
-            "mesh the only cluster-level way to cut connections is deleting pods, which is "
-            "a crash (use kill), not a network blip"
+            affected=[name for name, _ in pods],
+            detail=f"cut {cut} connections on {len(pods)} pods",
         )
 
     def scale(self, service: str, replicas: int, *, timeout: float = 120.0) -> ActionResult:
-        """Patch ``spec.replicas`` and wait until that many replicas are ready."""
+        """Patch ``spec.replicas`` and wait until that many replicas are ready.
+
+        With ``all`` every target's Deployment is patched, then each is watched against the
+        one ``timeout``.
+        """
         if replicas < 0:
             raise OrchestratorError(f"scale {service}: replicas must be >= 0, got {replicas}")
+        deadline = time.monotonic() + timeout
+
+        def start(each: str) -> _Finish:
+            name = self.deployment_name_for(each)
+            before = set(self._pod_names(each))
+            self._patch_deployment(name, {"spec": {"replicas": replicas}})
+
+            def finish() -> tuple[list[str], str]:
+                self._wait(
+                    name,
+                    _ready_progress,
+                    deadline=deadline,
+                    timeout=timeout,
+                    what=f"scale of {each}",
+                )
+                after = set(self._pod_names(each))
+                detail = f"deployment {name}: {len(before)} -> {replicas} replicas"
+                return sorted(before ^ after), detail
+
+            return finish
+
+        return self._each("scale", service, start)
+
+    def wait_ready(self, service: str, *, timeout: float = 120.0) -> None:
+        """Return once every replica of the service's Deployment (or of every target's,
+        ``all``) is updated and ready, all within ``timeout``."""
+        deadline = time.monotonic() + timeout
+
+        def start(each: str) -> _Finish:
+            def finish() -> tuple[list[str], str]:
+                self._wait(
+                    self.deployment_name_for(each),
+                    _ready_progress,
+                    deadline=deadline,
+                    timeout=timeout,
+                    what=f"waiting for {each} to be ready",
+                )
+                return [], ""
+
+            return finish
+
+        self._each("wait_ready", service, start)
+
+    # -- one action on one service or on ``all`` -------------------------------------------
+
+    def _services_of(self, action: str, service: str) -> tuple[str, ...]:
+        if service == "all":
+            return self.services
+        if service not in self.services:
+            known = ", ".join([*self.services, "all"])
+            raise OrchestratorError(
+                f"{action} {service}: unknown service on this release (known: {known})"
+            )
+        return (service,)
+
+    def _each(self, action: str, service: str, start: Callable[[str], _Finish]) -> ActionResult:
+        """``start`` every service (the API calls that set it going), then ``finish`` each.
+
+        Starting all before waiting on any is what makes ``all`` one event on the cluster,
+        as one ``kubectl rollout restart`` of several Deployments is. A service that fails
+        does not stop the others; the error names every one that failed. On one service its
+        own error is raised unchanged.
+        """
+        services = self._services_of(action, service)
         started = time.time()
-        name = self.deployment_name_for(service)
-        before = set(self._pod_names(service))
-        self._patch_deployment(name, {"spec": {"replicas": replicas}})
-        self._wait(name, _ready_progress, timeout=timeout, what=f"scale of {service}")
-        after = set(self._pod_names(service))
+        finishing: dict[str, _Finish] = {}
+        errors: dict[str, str] = {}
+        for each in services:
+            try:
+                finishing[each] = start(each)
+            except OrchestratorError as exc:
+                errors[each] = str(exc)
+        affected: list[str] = []
+        details: list[str] = []
+        for each, finish in finishing.items():
+            try:
+                names, detail = finish()
+            except OrchestratorError as exc:
+                errors[each] = str(exc)
+                continue
+            affected += names
+            details.append(detail if len(services) == 1 else f"{each}: {detail}")
+        if errors:
+            if len(services) == 1:
+                raise OrchestratorError(next(iter(errors.values())))
+            failed = "; ".join(f"{each}: {errors[each]}" for each in services if each in errors)
+            raise OrchestratorError(f"{action} {service} failed: {failed}")
         return ActionResult(
-            action="scale",
+            action=action,
             service=service,
             started_at=started,
             ended_at=time.time(),
-            affected=sorted(before ^ after),
-            detail=f"deployment {name}: {len(before)} -> {replicas} replicas",
+            affected=affected,
+            detail="; ".join(details),
         )
 
-    def wait_ready(self, service: str, *, timeout: float = 120.0) -> None:
-        """Return once every replica of the service's Deployment is updated and ready."""
-        self._wait(
-            self.deployment_name_for(service),
-            _ready_progress,
-            timeout=timeout,
-            what=f"waiting for {service} to be ready",
-        )
+    # -- what the target monitor adds ------------------------------------------------------
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """Every pod of the release's targets now, in the shape of
+        ``LocalOrchestrator.replicas()``.
+
+        ``admin_url`` is the pod's admin port at its IP (``/stats`` for every protocol,
+        gRPC included). ``pid`` is what the monitor keys a process's counters by: the
+        container's restarts plus one, not the process id, which is 1 in every container
+        and would not tell a restarted container (counters from zero) from the one before.
+        It is ``None`` while the pod has no IP or is not running: nothing to poll.
+        """
+        found = []
+        for service in self.services:
+            for pod in self._pods(self.label_selector_for(service)):
+                status = pod.get("status") or {}
+                restarts = sum(
+                    int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or []
+                )
+                running = status.get("phase") == "Running"
+                url = _admin_url(pod, self.admin_port)
+                found.append(
+                    {
+                        "name": pod["metadata"]["name"],
+                        "protocol": service,
+                        "slot": None,
+                        "port": _serving_port(pod),
+                        "admin_url": url,
+                        "pid": restarts + 1 if running and url else None,
+                        "generation": restarts,
+                        "alive": running,
+                        "draining": bool(pod["metadata"].get("deletionTimestamp")),
+                    }
+                )
+        return found
 
     # -- API calls -------------------------------------------------------------------------
 
@@ -303,6 +502,33 @@ class KubernetesOrchestrator:
         )
         return list(listing.get("items") or [])
 
+    def _ready_admin_urls(self, selector: str) -> list[tuple[str, str]]:
+        """(name, admin URL) of the pods ``selector`` matches that are ready and not going."""
+        return [
+            (pod["metadata"]["name"], url)
+            for pod in self._pods(selector)
+            if _is_ready(pod) and (url := _admin_url(pod, self.admin_port))
+        ]
+
+    def _admin_post(self, url: str) -> dict[str, Any]:
+        """POST to a pod's admin port with the bearer token; its JSON answer."""
+        # A pod IP from the API server, never a user's URL.
+        request = urllib.request.Request(url, method="POST", data=b"")  # noqa: S310
+        if self.admin_token:
+            request.add_header("Authorization", f"Bearer {self.admin_token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.request_timeout) as response:  # noqa: S310
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            hint = (
+                f" (the admin token was refused: {ADMIN_TOKEN_ENV} must be the targets' token)"
+                if exc.code == 401
+                else ""
+            )
+            raise OrchestratorError(f"HTTP {exc.code} {exc.reason}{hint}") from None
+        except (OSError, ValueError) as exc:
+            raise OrchestratorError(f"admin port unreachable: {exc}") from None
+
     def _pod_names(self, service: str) -> list[str]:
         return [pod["metadata"]["name"] for pod in self._pods(self.label_selector_for(service))]
 
@@ -311,11 +537,12 @@ class KubernetesOrchestrator:
         name: str,
         progress: Callable[[dict[str, Any]], str | None],
         *,
+        deadline: float,
         timeout: float,
         what: str,
     ) -> dict[str, Any]:
-        """Poll the Deployment until ``progress`` says nothing is pending; raise on timeout."""
-        deadline = time.monotonic() + timeout
+        """Poll the Deployment until ``progress`` says nothing is pending; raise once the
+        ``deadline`` (monotonic) has passed (the action's ``timeout``, for the message)."""
         while True:
             deployment = self._get_deployment(name)
             pending = progress(deployment)
@@ -324,6 +551,44 @@ class KubernetesOrchestrator:
             if time.monotonic() >= deadline:
                 raise OrchestratorError(f"{what} did not complete in {timeout:g}s: {pending}")
             time.sleep(self.poll_interval)
+
+
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    """Running, its Ready condition true, not being deleted: what a Service would send to."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _container_ports(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return [port for c in containers for port in c.get("ports") or []]
+
+
+def _serving_port(pod: Mapping[str, Any]) -> int | None:
+    """The protocol's port: the first container port that is not the admin port."""
+    for port in _container_ports(pod):
+        if port.get("name") != ADMIN_PORT_NAME:
+            return port.get("containerPort")
+    return None
+
+
+def _admin_url(pod: Mapping[str, Any], default_port: int) -> str | None:
+    """``http://<pod IP>:<admin port>``; the port the pod names ``admin`` wins, so a
+    Deployment with another ``targets.admin.port`` needs no setting on the master."""
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip:
+        return None
+    port = next(
+        (p["containerPort"] for p in _container_ports(pod) if p.get("name") == ADMIN_PORT_NAME),
+        default_port,
+    )
+    host = f"[{ip}]" if ":" in ip else ip  # an IPv6 pod IP
+    return f"http://{host}:{port}"
 
 
 def _delete_options() -> Any:

@@ -6,8 +6,12 @@ as greenlets started when the test starts. Each calls an
 
 - on the local lab, a :class:`~wirelab.lab.control.ControlClient` (the ``wirelab run``
   parent owns the processes and serves its ``LocalOrchestrator`` on loopback);
-- on Kubernetes, the same driver would be given ``KubernetesOrchestrator`` directly: that is
-  the one seam (``orchestrator=``), nothing else here knows which it talks to.
+- on Kubernetes, :class:`~wirelab.lab.kubernetes.KubernetesOrchestrator` itself, in the
+  master pod, when ``WIRELAB_ORCHESTRATOR=kubernetes`` (the chart sets it there): the pod's
+  ServiceAccount acts on the target Deployments through the API.
+
+:func:`orchestrator_from_environment` is the one place that chooses; nothing else here knows
+which it talks to.
 
 Annotations, written through the metrics plugin (so they reach every sink and
 ``metrics.json``):
@@ -36,7 +40,13 @@ import gevent
 
 from .actions import Action
 
-__all__ = ["ACTION_KINDS", "ScenarioDriver", "install"]
+__all__ = [
+    "ACTION_KINDS",
+    "ORCHESTRATOR_ENV",
+    "ScenarioDriver",
+    "install",
+    "orchestrator_from_environment",
+]
 
 log = logging.getLogger("wirelab.scenarios")
 
@@ -47,6 +57,9 @@ ACTION_KINDS: dict[str, tuple[str, str | None]] = {
     "drop_connections": ("storm", None),
     "scale": ("scale", None),
 }
+#: Which orchestrator the master's actions call: ``local`` (the default: the lab control API
+#: that ``wirelab run`` describes) or ``kubernetes`` (the chart's master pod).
+ORCHESTRATOR_ENV = "WIRELAB_ORCHESTRATOR"
 #: Lab events that become annotations, as the orchestrator names them.
 REPLICA_EVENTS = frozenset({"replica_start", "replica_drain", "replica_stop"})
 
@@ -197,6 +210,53 @@ class ScenarioDriver:
 # -- wiring into Locust -------------------------------------------------------------------------
 
 
+class _Unavailable:
+    """Stands in for an orchestrator that could not be set up: every action fails with the
+    reason, so the run's timeline and report say why the deploy or storm never happened
+    (a scenario whose actions silently did nothing would pass its thresholds for nothing)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def _fail(self, *_: Any, **__: Any) -> Any:
+        from ..lab.orchestrator import OrchestratorError  # noqa: PLC0415
+
+        raise OrchestratorError(self.reason)
+
+    rolling_restart = kill = drop_connections = scale = wait_ready = _fail
+
+
+def orchestrator_from_environment(env: dict[str, str] | None = None) -> Any:
+    """What this process's actions call, as the environment says (``WIRELAB_ORCHESTRATOR``).
+
+    ``kubernetes``: :meth:`KubernetesOrchestrator.from_environment` (the chart's master pod).
+    Unset or ``local``: the local lab's control API (``WIRELAB_CONTROL_URL``/``_TOKEN``),
+    or ``None`` when there is none. An orchestrator that cannot be set up (no Kubernetes
+    credentials, an unknown name) is logged and returned as one whose every action fails
+    with that reason.
+    """
+    import os  # noqa: PLC0415
+
+    env = dict(os.environ) if env is None else env
+    kind = (env.get(ORCHESTRATOR_ENV) or "local").strip().lower()
+    if kind == "local":
+        from ..lab.control import ControlClient  # noqa: PLC0415
+
+        return ControlClient.from_environment(env)
+    if kind == "kubernetes":
+        from ..lab.kubernetes import KubernetesOrchestrator  # noqa: PLC0415
+        from ..lab.orchestrator import OrchestratorError  # noqa: PLC0415
+
+        try:
+            return KubernetesOrchestrator.from_environment(env)
+        except (OrchestratorError, ImportError, ValueError) as exc:
+            reason = f"the Kubernetes orchestrator cannot start: {exc}"
+    else:
+        reason = f"{ORCHESTRATOR_ENV}={kind!r}: expected local or kubernetes"
+    log.error("%s: scenario actions will fail", reason)
+    return _Unavailable(reason)
+
+
 def install(
     actions: list[dict[str, Any]] | str,
     *,
@@ -206,12 +266,14 @@ def install(
     """Run ``actions`` (and the target monitor) in this Locust process if it is the master
     or a local run; workers do nothing. Call it from a locustfile (``wirelab run`` does).
 
-    ``orchestrator``: what the actions call. Default: the local lab's control API described
-    in the environment (``WIRELAB_CONTROL_URL``/``_TOKEN``, set by ``wirelab run`` on the
-    master); on Kubernetes pass ``KubernetesOrchestrator.from_environment()``. Without
-    either the actions are skipped with a warning, so a run's locustfile still works with
-    plain ``locust -f`` against other targets. The target monitor runs when the
-    orchestrator can list its replicas (``replicas()``, as the control API can).
+    ``orchestrator``: what the actions call. Default: :func:`orchestrator_from_environment`,
+    chosen when Locust starts: the local lab's control API (``WIRELAB_CONTROL_URL``/
+    ``_TOKEN``, set by ``wirelab run`` on the master), or with
+    ``WIRELAB_ORCHESTRATOR=kubernetes`` (the chart's master pod)
+    ``KubernetesOrchestrator.from_environment()``, so the built-in scenarios run unchanged on
+    a cluster. Without either the actions are skipped with a warning, so a run's locustfile
+    still works with plain ``locust -f`` against other targets. The target monitor runs when
+    the orchestrator can list its replicas (``replicas()``, as both can).
     """
     import locust  # noqa: PLC0415
     import locust.runners  # noqa: PLC0415
@@ -224,9 +286,7 @@ def install(
     def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         if runner is None or isinstance(runner, locust.runners.WorkerRunner):
             return
-        from ..lab.control import ControlClient  # noqa: PLC0415
-
-        client = orchestrator if orchestrator is not None else ControlClient.from_environment()
+        client = orchestrator if orchestrator is not None else orchestrator_from_environment()
         if client is None:
             if plan:
                 log.warning("no lab control API in the environment: scenario actions skipped")

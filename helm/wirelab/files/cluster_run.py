@@ -32,6 +32,8 @@ the chart sets:
 ``WIRELAB_MASTER_PORT``             Locust's master port (default 5557)
 ``WIRELAB_WEB_PORT``                the web UI's port (default 8089)
 ``WIRELAB_*_URL``, ``WIRELAB_SINKS``  as for ``wirelab run`` (see wirelab.metrics.plugin)
+``WIRELAB_CA_FILE``                 CA bundle the users (and the wait for targets) verify
+                                    TLS targets against (https://, wss://, grpcs:// URLs)
 ==================================  ===========================================================
 """
 
@@ -97,10 +99,20 @@ def target_urls_from_env(env: Mapping[str, str]) -> dict[str, str]:
     return {protocol: env[name] for protocol, name in URL_VARIABLES.items() if env.get(name)}
 
 
+TLS_SCHEMES = frozenset({"https", "wss", "grpcs"})
+
+
+def _uses_tls(url: str) -> bool:
+    """A target URL the users reach over TLS (the chart's, when targets.tls is on)."""
+    return url.split(",", 1)[0].strip().partition("://")[0].lower() in TLS_SCHEMES
+
+
 def _host_port(protocol: str, url: str) -> tuple[str, int]:
     first = url.split(",", 1)[0].strip()
     if protocol == "grpc":
-        # dns:///name:port (a headless Service) or plain host:port
+        # [grpcs://]dns:///name:port (a headless Service) or plain [grpcs://]host:port
+        for scheme in ("grpcs://", "grpc://", "https://", "http://"):
+            first = first.removeprefix(scheme)
         first = first.removeprefix("dns:///").removeprefix("dns:").removeprefix("ipv4:")
         host, _, port = first.rpartition(":")
         return host, int(port)
@@ -109,15 +121,31 @@ def _host_port(protocol: str, url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or default
 
 
-def wait_for_targets(urls: Mapping[str, str], protocols: list[str], timeout: float) -> list[str]:
-    """Wait until every needed target answers its readiness check; the ones that never did."""
+def _probe_ca(protocol: str, tls: bool, ca_file: str | None) -> str | None:
+    """What a readiness probe trusts: the users' CA bundle. gRPC cannot skip verification,
+    so without one it trusts the public roots (certifi's), as the gRPC users then do."""
+    if tls and protocol == "grpc" and not ca_file:
+        import certifi  # noqa: PLC0415 - installed with the kubernetes client
+
+        return certifi.where()
+    return ca_file
+
+
+def wait_for_targets(
+    urls: Mapping[str, str], protocols: list[str], timeout: float, ca_file: str | None = None
+) -> list[str]:
+    """Wait until every needed target answers its readiness check; the ones that never did.
+
+    A target at an https://, wss:// or grpcs:// URL is asked over TLS, trusting ``ca_file``.
+    """
     from wirelab.probes import target_ready  # noqa: PLC0415
 
-    waiting = {p: _host_port(p, urls[p]) for p in protocols if p in urls}
+    waiting = {p: (*_host_port(p, urls[p]), _uses_tls(urls[p])) for p in protocols if p in urls}
     deadline = time.monotonic() + timeout
     while waiting:
-        for protocol, (host, port) in list(waiting.items()):
-            if target_ready(host, protocol, port):
+        for protocol, (host, port, tls) in list(waiting.items()):
+            ca = _probe_ca(protocol, tls, ca_file)
+            if target_ready(host, protocol, port, tls=tls, ca_file=ca):
                 del waiting[protocol]
         if not waiting or time.monotonic() > deadline:
             break
@@ -246,7 +274,8 @@ def run_master(env: Mapping[str, str]) -> int:
     started = time.monotonic()
     incomplete: list[str] = []
     wait = float(env.get("WIRELAB_RUN_TARGETS_MAX_WAIT", "300"))
-    not_ready = wait_for_targets(plan.target_urls, scenario.protocols, wait)
+    ca_file = env.get("WIRELAB_CA_FILE") or None
+    not_ready = wait_for_targets(plan.target_urls, scenario.protocols, wait, ca_file)
     if not_ready:
         _say(f"wirelab: targets not ready after {wait:g}s: {', '.join(not_ready)}")
         return EXIT_INCOMPLETE
