@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from wirelab.bench.cli import main
+from wirelab.bench.lab import cores, pinned
 
 
 def test_unknown_part_is_a_usage_error(capsys):
@@ -88,3 +89,14 @@ def test_a_cancelled_bench_stops_every_process_it_started(tmp_path: Path):
         for child in children:  # only when the test failed: they are ours, by pid
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
+
+
+@pytest.mark.parametrize(
+    ("available", "server", "generator"),
+    [({0, 1}, [1], [0]), ({0, 1, 2, 3}, [3], [0, 1, 2]), ({5}, [5], [5])],
+)
+def test_server_and_generators_get_their_own_cores(monkeypatch, available, server, generator):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: available)
+    assert cores("server") == server and cores("generator") == generator
+    assert pinned(["wrk", "-c", "16"], "server") == ["taskset", "-c", ",".join(map(str, server)),
+                                                    "wrk", "-c", "16"]  # fmt: skip

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import socket
 
-from wirelab.bench.wire import WireCounter, parse_ss, snapshot
+import pytest
+
+from wirelab.bench.wire import (
+    WireCounter,
+    _next_frame,
+    parse_ss,
+    snapshot,
+    ws_frame_overhead,
+)
 
 SS_OUTPUT = """\
 0      0      127.0.0.1:8080 127.0.0.1:51234
@@ -84,3 +92,20 @@ def test_steady_window_spans_first_to_last_sample_with_every_client_connected():
     ]
     assert counter.steady(min_open=2) == (2.0, 400, 40)
     assert counter.steady(min_open=3) is None
+
+
+def test_frame_walker_reads_each_header_size_of_rfc_6455():
+    small = bytes([0x81, 5]) + b"hello"
+    medium = bytes([0x81, 126]) + (300).to_bytes(2, "big") + b"x" * 300
+    large = bytes([0x82, 127]) + (70_000).to_bytes(8, "big") + b"y" * 70_000
+    assert _next_frame(small + b"rest") == (2, b"hello", b"rest")
+    assert _next_frame(medium)[0] == 4
+    assert _next_frame(large)[0] == 10
+    assert _next_frame(medium[:100]) is None  # a frame not yet whole
+
+
+@pytest.mark.parametrize(("payload", "header"), [(32, 2.0), (400, 4.0)])
+def test_ws_frame_overhead_reads_the_real_target_s_frames(targets, payload, header):
+    """Events under 126 bytes of JSON get a 2-byte header, larger ones 4 (RFC 6455)."""
+    running = targets.start("ws", args=["--rate", "200", "--payload-size", str(payload)])
+    assert ws_frame_overhead("127.0.0.1", running.port(), frames=20) == header

@@ -165,7 +165,7 @@ CLAIMS: list[Claim] = [
     Claim(
         "001",
         "each WebSocket message has 2-14 bytes of framing",
-        "WebSocket bytes on the wire per pushed event − the event's JSON",
+        "WebSocket frame header bytes per pushed event, read off the socket",
         "range",
         (2.0, 14.0),
         lambda f: _get(f, "push", "ws", "frame_overhead_bytes"),

@@ -25,7 +25,7 @@ import psutil
 from ..processes import sigterm_as_interrupt
 from .claims import build_claims
 from .connections import measure_connections
-from .lab import load_average
+from .lab import cores, load_average
 from .page import markdown, render_html
 from .peers import measure_peers
 from .push import measure_push
@@ -101,6 +101,7 @@ def machine_info() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "pinning": {"server": cores("server"), "generator": cores("generator")},
     }
 
 

@@ -218,7 +218,7 @@ def tables(report: dict[str, Any]) -> list[Table]:  # noqa: PLR0912 - one branch
                             _spread(nginx.get("rest_over_nginx")),
                         ],
                         [
-                            "nginx static (auto workers)",
+                            "nginx static " + str(server.get("tool", "")).partition("nginx ")[2],
                             _spread(server.get("rps")),
                             _fmt(server.get("target_cpu_pct")),
                             "",
@@ -373,7 +373,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{machine.get('kernel')}, Python {machine.get('python')}; load average during the run "
         f"{_load(report)}. Command: `{report.get('command')}`; "
         f"{report.get('repeat')} repetition(s), "
-        "medians (± half the spread between repetitions).",
+        "medians (± half the spread between repetitions)." + _pinning(machine),
         "",
     ]
     for title, header, rows in tables(report):
@@ -382,6 +382,17 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _pinning(machine: dict[str, Any]) -> str:
+    pins = machine.get("pinning")
+    if not pins:
+        return ""
+    return (
+        f" Targets and nginx ran on core {','.join(map(str, pins['server']))}, single-process "
+        f"generators on core {','.join(map(str, pins['generator']))} (taskset); the scaling "
+        "runs' master and workers were not pinned."
+    )
 
 
 def _load(report: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .lab import HOST, Generator, Target, children_cpu, cpu_seconds
+from .lab import HOST, Generator, Target, children_cpu, cpu_seconds, pinned
 from .locustfiles import CLOSED_REST
 
 __all__ = ["artillery_bin", "measure_peers", "parse_h2load", "parse_wrk"]
@@ -110,7 +110,9 @@ def _child(argv: list[str], timeout: float) -> tuple[str, float, float]:
     """Run a peer; its stdout, the CPU seconds it used and the wall time."""
     before = children_cpu()
     started = time.monotonic()
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True).stdout
+    out = subprocess.run(
+        pinned(argv, "generator"), capture_output=True, text=True, timeout=timeout, check=True
+    ).stdout
     return out, children_cpu() - before, time.monotonic() - started
 
 
@@ -247,7 +249,10 @@ def _nginx(workdir: Path, connections: int, duration: float, workers: str) -> di
     conf.write_text(
         NGINX_CONF.format(workers=workers, dir=workdir, host=HOST, port=port, payload=PAYLOAD)
     )
-    process = ManagedProcess([nginx, "-c", str(conf)], name="nginx", log_path=workdir / "nginx.out")
+    # On the server core, as the REST target is: one core each, wrk on the others.
+    process = ManagedProcess(
+        pinned([nginx, "-c", str(conf)], "server"), name="nginx", log_path=workdir / "nginx.out"
+    )
     with process:
         from wirelab.processes import wait_for_port  # noqa: PLC0415
 
@@ -260,7 +265,7 @@ def _nginx(workdir: Path, connections: int, duration: float, workers: str) -> di
             _wrk(workdir, f"http://{HOST}:{port}/echo", connections, duration, 0), duration + 30
         )
         server = sum(cpu_seconds(pid) for pid in pids) - before
-    return _row(f"wrk → nginx ({workers} workers)", parse_wrk(out), cpu, server, wall)
+    return _row(f"wrk → nginx ({workers} worker process)", parse_wrk(out), cpu, server, wall)
 
 
 def _artillery_once(
@@ -382,7 +387,7 @@ def measure_peers(
     for name, row in out["added_latency"].items():
         log(f"  peers {name:<12} added mean {row['added_mean_ms']} ms (p50 {row['added_p50_ms']})")
     if shutil.which("wrk") and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
-        nginx = _nginx(workdir, connections, duration, "auto")
+        nginx = _nginx(workdir, connections, duration, "1")
         rest = out["throughput"].get("wrk")
         out["nginx"] = {
             "nginx": nginx,

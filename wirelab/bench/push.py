@@ -12,16 +12,13 @@ payload, so HTTP headers and protocol framing are in).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from .lab import Generator, Target, bottleneck, run_with_cpu, url_option
+from .lab import HOST, Generator, Target, bottleneck, run_with_cpu, url_option
 from .locustfiles import PUSH
 from .stats import histogram_ms, merge_wire
-from .wire import WireCounter
+from .wire import WireCounter, ws_frame_overhead
 
 __all__ = ["MECHANISMS", "measure_push"]
 
@@ -79,6 +76,9 @@ def measure_one(
         with WireCounter(target.port, interval=0.25) as wire:
             result, cpu = run_with_cpu(target, generator)
         after = target.stats() if protocol == "rest" else None
+        # What a WebSocket frame adds to each event (RFC 6455: 2-14 bytes), read exactly
+        # off the socket rather than estimated from totals.
+        framing = _frame_overhead(target.port) if mechanism == "ws" else None
     totals = stream_totals(result["streams"])
     delivered = totals["delivered"]
     row: dict[str, Any] = {
@@ -104,13 +104,8 @@ def measure_one(
             wasted_pct=round(100 * empty / polls, 1) if polls else None,
             requests_per_event=round(polls / delivered, 3) if delivered else None,
         )
-    if mechanism == "ws":
-        # What a WebSocket frame adds to the event's JSON text (RFC 6455: 2-14 bytes).
-        seq = int(feed_rate * result["elapsed_s"])  # the digits of a typical seq in this run
-        ts = time.time_ns() // 1000
-        row["event_json_bytes"] = len(
-            orjson.dumps({"type": "event", "seq": seq, "ts": ts, "data": "x" * payload})
-        )
+    if framing is not None:
+        row["frame_overhead_bytes"] = framing
     steady = wire.steady(min_open=clients)
     if steady is not None and steady[0] > 0:
         seconds, sent, received = steady
@@ -122,9 +117,16 @@ def measure_one(
             bytes_per_event_total=round((sent + received) / events, 1),
             overhead_bytes_per_event=round((sent + received) / events - payload, 1),
         )
-        if "event_json_bytes" in row:
-            row["frame_overhead_bytes"] = round(sent / events - row["event_json_bytes"], 1)
     return row
+
+
+def _frame_overhead(port: int) -> float | None:
+    """WebSocket header bytes per event, or None when the feed holds too few events (a
+    quiet feed) to read them from."""
+    try:
+        return ws_frame_overhead(HOST, port, frames=20, timeout=5.0)
+    except (TimeoutError, OSError):
+        return None
 
 
 def _per_1k(cpu_s: float, events: int) -> float | None:

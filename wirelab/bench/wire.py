@@ -11,13 +11,16 @@ counted here).
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import socket
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["ConnectionBytes", "WireCounter", "parse_ss", "snapshot"]
+__all__ = ["ConnectionBytes", "WireCounter", "parse_ss", "snapshot", "ws_frame_overhead"]
 
 _ADDR = re.compile(r"^\S+\s+\S+\s+(\S+)\s+(\S+)")
 _SENT = re.compile(r"\bbytes_sent:(\d+)")
@@ -137,3 +140,77 @@ class WireCounter:
     @property
     def connections(self) -> int:
         return len(self.seen)
+
+
+def ws_frame_overhead(host: str, port: int, *, frames: int = 50, timeout: float = 10.0) -> float:
+    """Bytes of WebSocket framing per event the target sends, read off the socket exactly.
+
+    Opens a raw connection to ``/ws``, subscribes from seq 0 (the feed replays what it
+    holds, so no waiting for the publish rate), and walks the first ``frames`` event frames
+    the server sends: each frame's header (opcode/length bytes, extended length, no mask:
+    servers do not mask) against its payload. Returns the mean header bytes per frame,
+    which RFC 6455 puts at 2 for payloads up to 125 bytes, 4 up to 64 KiB, 10 beyond.
+
+    Raises:
+        TimeoutError: fewer than ``frames`` events arrived within ``timeout``.
+    """
+    key = base64.b64encode(os.urandom(16))
+    subscribe = b'{"type":"subscribe","since":0}'
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(subscribe))
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: %b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: %b\r\nSec-WebSocket-Version: 13\r\n\r\n" % (host.encode(), key)
+        )
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            buffer += _recv(sock)
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"no WebSocket upgrade: {head[:80]!r}")
+        sock.sendall(bytes([0x81, 0x80 | len(subscribe)]) + mask + masked)
+        headers = events = 0
+        deadline = time.monotonic() + timeout
+        while events < frames:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{events} of {frames} event frames in {timeout:g} s")
+            frame = _next_frame(buffer)
+            if frame is None:
+                buffer += _recv(sock)
+                continue
+            header_len, payload, buffer = frame
+            if b'"type":"event"' in payload:
+                headers += header_len
+                events += 1
+    return headers / frames
+
+
+def _recv(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("the server closed the connection")
+    return data
+
+
+def _next_frame(buffer: bytes) -> tuple[int, bytes, bytes] | None:
+    """``(header bytes, payload, rest)`` of the first whole frame in ``buffer``, or None."""
+    if len(buffer) < 2:
+        return None
+    length = buffer[1] & 0x7F
+    header = 2
+    if length == 126:
+        header = 4
+        if len(buffer) < header:
+            return None
+        length = int.from_bytes(buffer[2:4], "big")
+    elif length == 127:
+        header = 10
+        if len(buffer) < header:
+            return None
+        length = int.from_bytes(buffer[2:10], "big")
+    if buffer[1] & 0x80:  # a masked frame (not from a server, but walk it right)
+        header += 4
+    if len(buffer) < header + length:
+        return None
+    return header, buffer[header : header + length], buffer[header + length :]

@@ -42,19 +42,13 @@ import grpc.experimental.gevent as grpc_gevent
 import locust  # noqa: F401 - gevent's monkey patching must come before init_gevent
 from gevent.queue import Queue
 from locust import User, between, task
-from locust.exception import StopTest
 
 from ..targets.proto import wirelab_pb2 as pb
 from ..targets.proto import wirelab_pb2_grpc as pb_grpc
 from .open_model import OpenModelUser, report
-from .options import (
-    MissingTargetError,
-    grpc_endpoints,
-    payload_size,
-    token,
-)
+from .options import grpc_endpoints, payload_size, stop_test_on_bad_config, token
 from .stream import StreamEndedError, StreamSession, run_stream_user
-from .tls import TlsConfigError, grpc_credentials, tls_settings
+from .tls import grpc_credentials, tls_settings
 
 __all__ = ["GrpcFeedUser", "GrpcUser", "GrpcUserBase", "channel_target"]
 
@@ -147,12 +141,10 @@ class GrpcUserBase(OpenModelUser, User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        try:
+        with stop_test_on_bad_config(self):
             targets, tls = grpc_endpoints(environment, self.grpc_target, self.host)
             #: TLS channel credentials, or ``None`` for a plaintext channel.
             self.credentials = grpc_credentials(tls_settings(environment)) if tls else None
-        except (MissingTargetError, TlsConfigError) as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
         GrpcUserBase._user_counter += 1
         self.target, extra = channel_target(targets, GrpcUserBase._user_counter, self.lb_policy)
         backoff = ("grpc.max_reconnect_backoff_ms", self.max_reconnect_backoff_ms)

@@ -51,14 +51,17 @@ line (visible in ``ps``) or a URL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import gevent
 from locust import events
+from locust.exception import StopTest
 from locust.runners import MasterRunner, WorkerRunner
 
 from ..reconnect import ReconnectPolicy
@@ -73,6 +76,7 @@ __all__ = [
     "reconnect_policy",
     "setting",
     "split_urls",
+    "stop_test_on_bad_config",
     "target_urls",
     "token",
 ]
@@ -283,6 +287,17 @@ def deliver_sample_every(environment: Any) -> int:
 
 class MissingTargetError(ValueError):
     """A user class has no address for its protocol."""
+
+
+@contextlib.contextmanager
+def stop_test_on_bad_config(user: Any) -> Iterator[None]:
+    """Inside: a missing target or a setting that cannot work (any ``ValueError``, e.g. an
+    unreadable ``--ca-file``) stops the test with one line naming the user class, instead of
+    a traceback per spawned user."""
+    try:
+        yield
+    except ValueError as exc:
+        raise StopTest(f"{type(user).__name__}: {exc}") from None
 
 
 _SCHEMES = {

@@ -29,11 +29,11 @@ from typing import Any, ClassVar
 import orjson
 from locust import task
 from locust.contrib.fasthttp import FastHttpUser
-from locust.exception import StopTest
 
-from .options import MissingTargetError, target_urls, token
+from .options import stop_test_on_bad_config, token
+from .rest import bind_rest_target
 from .stream import StreamSession
-from .tls import TlsConfigError, configure_fasthttp, env_insecure, tls_settings
+from .tls import env_insecure
 
 __all__ = ["LongPollUser", "ShortPollUser"]
 
@@ -71,15 +71,8 @@ class _PollUser(FastHttpUser):
     insecure: ClassVar[bool] = env_insecure()
 
     def __init__(self, environment: Any) -> None:
-        try:
-            urls = target_urls(environment, "rest_url", self.rest_url, self.host, "http")
-        except MissingTargetError as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
-        self.host = urls[0]
-        try:
-            configure_fasthttp(self, tls_settings(environment, insecure=type(self).insecure))
-        except TlsConfigError as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
+        with stop_test_on_bad_config(self):
+            bind_rest_target(self, environment)
         # Long polls are held by the server; the socket must outlast them.
         if self.long_poll_wait:
             self.network_timeout = max(self.network_timeout, self.long_poll_wait + 10.0)

@@ -28,15 +28,26 @@ from typing import Any, ClassVar
 import orjson
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
-from locust.exception import StopTest
 
 from .open_model import OpenModelUser
-from .options import MissingTargetError, payload_size, target_urls, token
-from .tls import TlsConfigError, configure_fasthttp, env_insecure, tls_settings
+from .options import payload_size, stop_test_on_bad_config, target_urls, token
+from .tls import configure_fasthttp, env_insecure, tls_settings
 
 __all__ = ["RestEchoUser", "RestUser", "RestUserBase"]
 
 _JSON = "application/json"
+
+
+def bind_rest_target(user: Any, environment: Any) -> None:
+    """Point a FastHttpUser at its REST target (``--rest-url``, else the class's ``rest_url``,
+    else ``--host``; the first replica) and make it verify TLS as wirelab's settings say.
+
+    Raises:
+        MissingTargetError: no REST target given.
+        TlsConfigError: the TLS settings cannot work (e.g. an unreadable ``--ca-file``).
+    """
+    user.host = target_urls(environment, "rest_url", user.rest_url, user.host, "http")[0]
+    configure_fasthttp(user, tls_settings(environment, insecure=type(user).insecure))
 
 
 class RestUserBase(OpenModelUser, FastHttpUser):
@@ -63,15 +74,8 @@ class RestUserBase(OpenModelUser, FastHttpUser):
     payload_size: ClassVar[int | None] = None
 
     def __init__(self, environment: Any) -> None:
-        try:
-            urls = target_urls(environment, "rest_url", self.rest_url, self.host, "http")
-        except MissingTargetError as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
-        self.host = urls[0]
-        try:
-            configure_fasthttp(self, tls_settings(environment, insecure=type(self).insecure))
-        except TlsConfigError as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
+        with stop_test_on_bad_config(self):
+            bind_rest_target(self, environment)
         super().__init__(environment)
         self.items: dict[int, str] = {}
         self.payload = "x" * payload_size(environment, self.payload_size)

@@ -33,14 +33,9 @@ from urllib.parse import urlsplit
 import orjson
 from geventhttpclient.response import HTTPResponse
 from locust import User, task
-from locust.exception import StopTest
 
 from ..sse_parser import SseEvent, SseParser
-from .options import (
-    MissingTargetError,
-    target_urls,
-    token,
-)
+from .options import stop_test_on_bad_config, target_urls, token
 from .stream import (
     GoAwayError,
     StreamEndedError,
@@ -48,7 +43,7 @@ from .stream import (
     open_socket,
     run_stream_user,
 )
-from .tls import TlsConfigError, client_context, tls_settings
+from .tls import client_context, stream_tls
 
 __all__ = ["SseHttpError", "SseUser", "ZombieStreamError"]
 
@@ -112,16 +107,11 @@ class SseUser(User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        try:
+        with stop_test_on_bad_config(self):
             self.urls = target_urls(environment, "sse_url", self.sse_url, self.host, "http")
-        except MissingTargetError as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
-        try:
-            self._tls = tls_settings(environment, insecure=not self.verify_tls)
-            if any(url.startswith("https://") for url in self.urls):
-                client_context(self._tls)  # an unreadable --ca-file stops the user here
-        except TlsConfigError as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
+            self._tls = stream_tls(
+                environment, self.urls, secure_scheme="https://", insecure=not self.verify_tls
+            )
         self.session = StreamSession.for_user(self, self.stream_name)
         # Users spread over the replicas from the start, then rotate on each reconnect.
         SseUser._user_counter += 1

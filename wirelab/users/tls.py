@@ -45,6 +45,7 @@ __all__ = [
     "env_insecure",
     "grpc_credentials",
     "parse_flag",
+    "stream_tls",
     "tls_settings",
 ]
 
@@ -164,6 +165,22 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
         _load_defaults(context)
     _contexts[settings] = context
     return context
+
+
+def stream_tls(
+    environment: Any, urls: list[str], *, secure_scheme: str, insecure: bool
+) -> TlsSettings:
+    """A stream user's TLS settings; when any of ``urls`` starts with ``secure_scheme`` the
+    client context is made now, so an unreadable ``--ca-file`` stops the user before it
+    connects.
+
+    Raises:
+        TlsConfigError: see :func:`tls_settings` and :func:`client_context`.
+    """
+    settings = tls_settings(environment, insecure=insecure)
+    if any(url.startswith(secure_scheme) for url in urls):
+        client_context(settings)
+    return settings
 
 
 def check_grpc_tls(settings: TlsSettings) -> None:

@@ -33,15 +33,9 @@ import orjson
 import websocket
 from gevent.event import AsyncResult, Event
 from locust import User, between, task
-from locust.exception import StopTest
 
 from .open_model import OpenModelUser, report
-from .options import (
-    MissingTargetError,
-    payload_size,
-    target_urls,
-    token,
-)
+from .options import payload_size, stop_test_on_bad_config, target_urls, token
 from .stream import (
     GoAwayError,
     StreamEndedError,
@@ -50,7 +44,7 @@ from .stream import (
     open_socket,
     run_stream_user,
 )
-from .tls import TlsConfigError, client_context, tls_settings
+from .tls import client_context, stream_tls
 
 __all__ = ["NotConnectedError", "WebSocketFeedUser", "WebSocketUser", "WebSocketUserBase"]
 
@@ -107,16 +101,11 @@ class WebSocketUserBase(OpenModelUser, User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        try:
+        with stop_test_on_bad_config(self):
             self.urls = target_urls(environment, "ws_url", self.ws_url, self.host, "ws")
-        except MissingTargetError as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
-        try:
-            self._tls = tls_settings(environment, insecure=not self.verify_tls)
-            if any(url.startswith("wss://") for url in self.urls):
-                client_context(self._tls)  # an unreadable --ca-file stops the user here
-        except TlsConfigError as exc:
-            raise StopTest(f"{type(self).__name__}: {exc}") from None
+            self._tls = stream_tls(
+                environment, self.urls, secure_scheme="wss://", insecure=not self.verify_tls
+            )
         self.session = StreamSession.for_user(self, self.stream_name)
         WebSocketUserBase._user_counter += 1
         self.session.start_at(WebSocketUserBase._user_counter)
