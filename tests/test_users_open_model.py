@@ -118,6 +118,9 @@ def test_open_model_counts_dropped_starts_instead_of_closing_the_loop(
     narrow = result["schedulers"]["Narrow"]
     served = stat(result, "rest", "rest slow echo, 2 lanes")
     assert narrow["lanes"] == 0 and narrow["dropped_busy"] > 0.4 * offered
+    # Starts that found both lanes busy waited for one (timed from their intended start)
+    # rather than being dropped at once; what was still waiting at the stop was counted.
+    assert narrow["waited"] > 0 and narrow["waiting"] == 0
     assert 0.8 * offered <= narrow["started"] + narrow["dropped_busy"] + narrow["dropped_late"]
     assert result["requests"]["rest rest slow echo, 2 lanes"]["dropped"] == (
         narrow["dropped_busy"] + narrow["dropped_late"]
