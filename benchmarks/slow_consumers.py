@@ -1,21 +1,24 @@
 """1,000 clients that stop reading: target memory, and what the clients who read still see.
 
 Starts ``wirelab targets serve sse ws`` (memory feed, 1 KiB events at ``--rate``/s, the
-slow-consumer policy: ``--send-stall-timeout 3s``, ``--socket-send-buffer 64KiB``) and
-connects ``--control`` WebSocket subscribers that read everything. Then, per repetition:
+slow-consumer policy: ``--send-stall-timeout`` (the target's default, 10 s),
+``--socket-send-buffer 64KiB``) and connects ``--control`` WebSocket subscribers that read
+everything. Then, per repetition:
 
 1. baseline: the control clients' delivery lag (receive time - event ts) for ``--window`` s;
 2. ``--stalled`` clients connect (half SSE ``GET /stream``, half WebSocket subscribers, each
-   with a 4 KiB receive buffer) and never read: their buffers fill, the target stops
-   writing to them and cuts them after the stall timeout;
-3. while they are stalled (from 0.5 s after they connected until the stall timeout cuts
-   them) and after the cut (another ``--window`` s): the control clients' lag again.
+   with a 4 KiB receive buffer) and never read. For about a second the target still writes
+   to them (their buffers are filling: 50x the fan-out of the baseline), then it has nothing
+   it can write to them and they sit stalled until the stall timeout cuts them;
+3. the control clients' lag again: while they are **stalled** (from 2 s after they
+   connected, buffers full, until just before the cut) and **after the cut** (another
+   ``--window`` s).
 
 Printed per repetition: the target's peak RSS over its baseline (the bound the issue asks to
-state), the control lag p50/p99 before, during the stall and after the cut, the change of
-p99 against before, events the control
-clients missed (must be 0), and how many stalled streams the target cut. The lag is
-sampled from every event of every control client, so a p99 rests on thousands of samples.
+state), the control lag p99 before, while stalled and after the cut with its change against
+before, events the control clients missed (must be 0), and how many stalled SSE streams the
+target cut. The lag is sampled from every event of every control client, so a p99 rests on
+tens of thousands of samples.
 
     .venv/bin/python benchmarks/slow_consumers.py --repeat 3
 """
@@ -37,7 +40,9 @@ import websockets
 
 from wirelab.processes import ManagedProcess, free_port
 
-STALL_TIMEOUT_S = 3.0
+STALL_TIMEOUT_S = 10.0
+#: Seconds after the last stalled client connected by which every buffer is full.
+FILLED_S = 2.0
 
 
 class Control:
@@ -129,7 +134,7 @@ async def repetition(args: argparse.Namespace, ports: dict[str, int], pid: int) 
         task.cancel()
     await asyncio.gather(*control.tasks, return_exceptions=True)
     before = control.window(base_start, base_end)
-    during = control.window(connected + 0.5, connected + STALL_TIMEOUT_S)
+    during = control.window(connected + FILLED_S, connected + STALL_TIMEOUT_S - 1)
     after = control.window(after_start, after_end)
     return {
         "rss_base_mib": base_rss / 2**20,
