@@ -38,6 +38,7 @@ from pathlib import Path
 import psutil
 import websockets
 
+from wirelab.bench.rawws import client_frame, upgrade_request
 from wirelab.processes import ManagedProcess, free_port
 
 STALL_TIMEOUT_S = 10.0
@@ -87,14 +88,8 @@ async def stalled_client(port: int, request: bytes) -> socket.socket:
 
 def _ws_request() -> bytes:
     # The subscribe frame follows the upgrade request at once; the server reads it after
-    # its 101. Client frames are masked (a zero mask keeps the payload as is).
-    payload = b'{"type":"subscribe","since":null}'
-    frame = bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
-    upgrade = (
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: d2lyZWxhYi1iZW5jaC0xMg==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    return upgrade + frame
+    # its 101.
+    return upgrade_request() + client_frame(0x1, b'{"type":"subscribe","since":null}')
 
 
 def _stats(port: int) -> dict:

@@ -9,7 +9,6 @@ a plain request on every protocol succeeds after each bad one.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -23,6 +22,7 @@ import pytest
 import websocket
 
 from tests.fixtures.targets import RunningTarget, TargetFactory
+from wirelab.bench.rawws import client_frame, upgrade_request
 from wirelab.sse_parser import SseParser
 from wirelab.targets.proto import wirelab_pb2 as pb
 from wirelab.targets.proto import wirelab_pb2_grpc as pb_grpc
@@ -411,11 +411,7 @@ def ws_handshake_and_rest(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(5)
     sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16))
-    sock.sendall(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
-    )
+    sock.sendall(upgrade_request(extra=extra))
     head = b""
     while b"\r\n\r\n" not in head:
         data = sock.recv(4096)
@@ -424,24 +420,6 @@ def ws_handshake_and_rest(
         head += data
     assert head.startswith(b"HTTP/1.1 101"), head[:200]
     return sock, head.partition(b"\r\n\r\n")[2]
-
-
-def client_frame(
-    opcode: int, payload: bytes, *, mask: bool = True, fin: bool = True, declared: int | None = None
-) -> bytes:
-    length = len(payload) if declared is None else declared
-    first = (0x80 if fin else 0) | opcode
-    mask_bit = 0x80 if mask else 0
-    if length < 126:
-        header = bytes((first, mask_bit | length))
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", first, mask_bit | 126, length)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, length)
-    if not mask:
-        return header + payload
-    key = os.urandom(4)
-    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def close_code_from(data: bytes) -> int | None:

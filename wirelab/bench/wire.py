@@ -11,14 +11,14 @@ counted here).
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 import socket
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+
+from .rawws import client_frame, frame_header, upgrade_request
 
 __all__ = ["ConnectionBytes", "WireCounter", "parse_ss", "snapshot", "ws_frame_overhead"]
 
@@ -154,22 +154,15 @@ def ws_frame_overhead(host: str, port: int, *, frames: int = 50, timeout: float 
     Raises:
         TimeoutError: fewer than ``frames`` events arrived within ``timeout``.
     """
-    key = base64.b64encode(os.urandom(16))
-    subscribe = b'{"type":"subscribe","since":0}'
-    mask = os.urandom(4)
-    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(subscribe))
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(
-            b"GET /ws HTTP/1.1\r\nHost: %b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: %b\r\nSec-WebSocket-Version: 13\r\n\r\n" % (host.encode(), key)
-        )
+        sock.sendall(upgrade_request(host))
         buffer = b""
         while b"\r\n\r\n" not in buffer:
             buffer += _recv(sock)
         head, _, buffer = buffer.partition(b"\r\n\r\n")
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
             raise ConnectionError(f"no WebSocket upgrade: {head[:80]!r}")
-        sock.sendall(bytes([0x81, 0x80 | len(subscribe)]) + mask + masked)
+        sock.sendall(client_frame(0x1, b'{"type":"subscribe","since":0}'))
         headers = events = 0
         deadline = time.monotonic() + timeout
         while events < frames:
@@ -195,22 +188,8 @@ def _recv(sock: socket.socket) -> bytes:
 
 def _next_frame(buffer: bytes) -> tuple[int, bytes, bytes] | None:
     """``(header bytes, payload, rest)`` of the first whole frame in ``buffer``, or None."""
-    if len(buffer) < 2:
+    found = frame_header(buffer)
+    if found is None or len(buffer) < sum(found):
         return None
-    length = buffer[1] & 0x7F
-    header = 2
-    if length == 126:
-        header = 4
-        if len(buffer) < header:
-            return None
-        length = int.from_bytes(buffer[2:4], "big")
-    elif length == 127:
-        header = 10
-        if len(buffer) < header:
-            return None
-        length = int.from_bytes(buffer[2:10], "big")
-    if buffer[1] & 0x80:  # a masked frame (not from a server, but walk it right)
-        header += 4
-    if len(buffer) < header + length:
-        return None
+    header, length = found
     return header, buffer[header : header + length], buffer[header + length :]

@@ -307,6 +307,8 @@ class ArrivalScheduler:
     def next_waiting(self) -> float | None:
         """The oldest start still waiting within ``max_wait`` (for a lane that just freed
         up), or ``None``; starts that waited longer are dropped on the way."""
+        if not self.waiting:  # the common case, once per operation: no clock read
+            return None
         self._expire(time.perf_counter())
         if not self.waiting:
             return None
