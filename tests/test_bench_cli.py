@@ -56,6 +56,12 @@ def test_quick_scaling_part_writes_json_markdown_and_page(tmp_path: Path):
     assert {"steady_rps", "worker_cpu_s_per_1k", "target_cpu_pct"} <= set(point)
     assert {"report_bytes", "merge_ms_per_report"} <= set(scaling["report"])
     assert {"per_worker_capacity_rps", "here", "cluster"} <= set(scaling["model"])
+    # The machine's speed was probed on every core before the part, and the page says so.
+    (probe,) = report["speed"]
+    assert set(probe["cores"]) == {str(core) for core in os.sched_getaffinity(0)}
+    assert all(row["median_ms"] > 0 for row in probe["cores"].values())
+    assert report["speed_summary"]["probes"] == 1
+    assert "Core speed" in (out / "results.md").read_text()
     assert "Scaling" in (out / "results.md").read_text()
     assert "<svg" in (out / "index.html").read_text()
 

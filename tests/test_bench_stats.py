@@ -81,5 +81,22 @@ def test_two_runs_are_compared_on_their_medians():
     second = summarize_runs([{"ws": {"p50_ms": 1.3}}])
     result = reproducibility(first, second, ["ws.p50_ms", "ws.missing"])
     assert result["compared"] == 1
-    assert result["rows"]["ws.p50_ms"] == {"first": 1.1, "second": 1.3, "diff_pct": 16.7}
+    assert result["rows"]["ws.p50_ms"] == {
+        "first": 1.1,
+        "second": 1.3,
+        "diff_pct": 16.7,
+        "within": False,
+    }
     assert result["within"] == 0
+
+
+def test_a_difference_below_the_resolution_is_within():
+    first = summarize_runs([{"ws": {"bytes_per_event_up": 0.1, "p99_ms": 0.1}}])
+    second = summarize_runs([{"ws": {"bytes_per_event_up": 0.0, "p99_ms": 0.0}}])
+    keys = ["ws.bytes_per_event_up", "ws.p99_ms"]
+    result = reproducibility(first, second, keys, resolution={"*bytes_per_*": 1.0})
+    assert result["rows"]["ws.bytes_per_event_up"]["diff_pct"] == 200.0
+    assert result["rows"]["ws.bytes_per_event_up"]["within"] is True
+    # A pattern that does not match leaves the percentage rule alone.
+    assert result["rows"]["ws.p99_ms"]["within"] is False
+    assert result["within"] == 1

@@ -31,6 +31,8 @@ from .peers import measure_peers
 from .push import measure_push
 from .request import measure_request
 from .scaling import measure_scaling
+from .speed import probe as speed_probe
+from .speed import summarize_probes
 from .stats import flatten_medians, reproducibility, summarize_runs
 
 __all__ = ["PARTS", "main", "settings_for"]
@@ -64,11 +66,12 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
         "request": {
             "rates": [200, 500, 1000, 2000, 4000],
             "duration": 4,
+            "fixed_duration": 12,
             "users": 48,
             "payload": 64,
             "bound_ms": 50,
         },
-        "push": {"clients": 50, "feed_rate": 10, "payload": 64, "duration": 8},
+        "push": {"clients": 50, "feed_rate": 10, "payload": 64, "duration": 12},
         # Polling waste is a matter of the event rate: one event per client every 5 s.
         "push_quiet": {
             "clients": 50,
@@ -187,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {p: settings[p] for p in parts},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average": [],
+        "speed": [],
         "repetitions": [],
         "errors": [],
     }
@@ -195,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         report["load_average"].append(
             {"at": label, "time": round(time.time()), "load": load_average()}
         )
+        if label.endswith(" start"):
+            report["speed"].append({"at": label, "cores": speed_probe()})
 
     started = time.monotonic()
     # A cancelled bench unwinds through every `with Target(...)`: no target is left behind.
@@ -210,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     report["summary"] = {
         part: summarize_runs([rep[part] for rep in reps if part in rep]) for part in parts
     }
+    report["speed_summary"] = summarize_probes([p["cores"] for p in report["speed"]])
     report["claims"] = build_claims(report["repetitions"])
     args.out.mkdir(parents=True, exist_ok=True)
     # The figures first: a page that fails to render must not lose a twenty-minute run.
@@ -225,30 +232,64 @@ HEADLINES = (
     "push.*.bytes_per_event_down", "push.*.bytes_per_event_up", "push*.wasted_pct",
     "connections.*.*.server_kb_per_conn", "connections.*.*.generator_kb_per_conn",
     "peers.throughput.*.rps", "peers.throughput.*.requests_per_cpu_s",
+    "peers.relative.*.per_cpu_s_vs_plain_locust",
     "peers.added_latency.*.added_mean_ms", "peers.nginx.rest_over_nginx",
     "peers.ws.*.requests_per_cpu_s", "scaling.points.*.steady_rps",
     "scaling.points.*.worker_cpu_s_per_1k",
 )  # fmt: skip
 
 
+#: Closed-loop maximum throughput of single Python processes and what it costs per
+#: CPU-second: these follow the machine's speed of the moment (see :mod:`.speed`), so the
+#: comparison counts them apart from the figures the protocols are judged on.
+MACHINE_BOUND = ("peers.throughput.*", "peers.ws.*", "scaling.points.*")
+
+#: Below these differences two figures are the same measurement: bytes per event are counted
+#: over a few seconds of traffic, where one keep-alive ping is a fraction of a byte per event.
+RESOLUTION = {"*bytes_per_*": 1.0}
+
+
 def _compare(out: Path, other: Path) -> int:
     first = json.loads((out / "bench.json").read_text())
     second = json.loads((other / "bench.json").read_text())
-    keys = [
-        key
-        for key in flatten_medians(first["summary"])
-        if any(fnmatch.fnmatchcase(key, pattern) for pattern in HEADLINES)
-    ]
-    result = reproducibility(first["summary"], second["summary"], keys)
+    keys = [key for key in flatten_medians(first["summary"]) if _matches(key, HEADLINES)]
+    result = reproducibility(first["summary"], second["summary"], keys, resolution=RESOLUTION)
     result["first"], result["second"] = str(out), str(other)
+    bound = [key for key in result["rows"] if _matches(key, MACHINE_BOUND)]
+    result["machine_bound"] = {
+        "keys": bound,
+        "within": sum(1 for key in bound if result["rows"][key]["within"]),
+    }
+    result["speed"] = {
+        str(out): first.get("speed_summary"),
+        str(other): second.get("speed_summary"),
+    }
     (out / "reproducibility.json").write_text(json.dumps(result, indent=1) + "\n")
     for key, row in result["rows"].items():
-        _say(f"{key:<55} {row['first']:>12.4g} {row['second']:>12.4g} {row['diff_pct']:>7.1f}%")
+        mark = "" if row["within"] else "  <-- outside"
+        _say(
+            f"{key:<55} {row['first']:>12.4g} {row['second']:>12.4g} {row['diff_pct']:>7.1f}%{mark}"
+        )
+    protocol_keys = len(result["rows"]) - len(bound)
+    protocol_within = result["within"] - result["machine_bound"]["within"]
     _say(
         f"{result['within']} of {result['compared']} headline figures within "
-        f"±{result['bound_pct']:g}% between {out} and {other}"
+        f"±{result['bound_pct']:g}% between {out} and {other}: {protocol_within} of "
+        f"{protocol_keys} protocol figures, {result['machine_bound']['within']} of {len(bound)} "
+        "closed-loop throughput figures (CPU-bound: they move with the machine's speed)"
     )
+    for name, speed in result["speed"].items():
+        if speed and speed.get("probes"):
+            _say(
+                f"core speed during {name}: {speed['median_ms']} ms of CPU per probe unit "
+                f"(median of {speed['probes']} probes; fastest unit {speed['fastest_ms']}, "
+                f"slowest {speed['slowest_ms']}: x{speed['slowest_over_fastest']})"
+            )
     return 0
+
+
+def _matches(key: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
 
 
 def _write_pages(report: dict[str, Any], out: Path) -> int:

@@ -16,9 +16,11 @@ from locust import events
 from wirelab.metrics.histogram import LogHistogram
 from wirelab.metrics.recorder import recorder
 
-# Nothing counts until spawning is complete plus this warm-up (connections, first calls).
+# Nothing counts until spawning is complete plus this warm-up (connections, first calls),
+# nor once the users are being stopped: an answer read while the generator tears its
+# users down waits for that, not for the server.
 _WARMUP_S = float(os.environ.get("BENCH_WARMUP_S", "1"))
-_STATE = {"from": None, "last": None, "dropped": 0, "failures": 0}
+_STATE = {"from": None, "last": None, "stopping": False, "dropped": 0, "failures": 0}
 _LATENCY = {}
 _SERVICE = {}
 
@@ -29,9 +31,14 @@ def _bench_spawned(**_):
         _STATE["from"] = time.perf_counter() + _WARMUP_S
 
 
+@events.test_stopping.add_listener
+def _bench_stopping(**_):
+    _STATE["stopping"] = True
+
+
 def _measuring():
     start = _STATE["from"]
-    return start is not None and time.perf_counter() >= start
+    return start is not None and not _STATE["stopping"] and time.perf_counter() >= start
 
 
 _recorder = recorder()

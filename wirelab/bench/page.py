@@ -155,11 +155,13 @@ def tables(report: dict[str, Any]) -> list[Table]:  # noqa: PLR0912 - one branch
         rows = []
         for tool, row in (peers.get("throughput") or {}).items():
             added = (peers.get("added_latency") or {}).get(tool, {})
+            relative = (peers.get("relative") or {}).get(tool, {})
             rows.append(
                 [
                     _tool(tool),
                     _spread(row.get("rps")),
                     _spread(row.get("requests_per_cpu_s")),
+                    _spread(relative.get("per_cpu_s_vs_plain_locust")),
                     _fmt(row.get("generator_cpu_pct")),
                     _fmt(row.get("target_cpu_pct")),
                     _spread(added.get("added_mean_ms")),
@@ -178,6 +180,7 @@ def tables(report: dict[str, Any]) -> list[Table]:  # noqa: PLR0912 - one branch
                         if row.get("marginal_messages_per_cpu_s")
                         else ""
                     ),
+                    "–",
                     _fmt(row.get("generator_cpu_pct")),
                     _fmt(row.get("target_cpu_pct")),
                     row.get("error") or "–",
@@ -194,6 +197,7 @@ def tables(report: dict[str, Any]) -> list[Table]:  # noqa: PLR0912 - one branch
                     "generator",
                     "req/s",
                     "req / generator CPU-s",
+                    "same, over plain Locust's (per repetition)",
                     "generator CPU %",
                     "target CPU %",
                     "added mean ms",
@@ -204,17 +208,16 @@ def tables(report: dict[str, Any]) -> list[Table]:  # noqa: PLR0912 - one branch
         )
         nginx = peers.get("nginx")
         if nginx:
-            wrk = (peers.get("throughput") or {}).get("wrk") or {}
             server = nginx.get("nginx") or {}
             out.append(
                 (
-                    "REST target vs nginx (wrk, same settings, same run)",
+                    "REST target vs nginx (wrk, same settings, alternating 2 s slices)",
                     ["server", "req/s", "server CPU %", "REST / nginx"],
                     [
                         [
                             "wirelab REST target (1 process)",
-                            _spread(wrk.get("rps")),
-                            _fmt(wrk.get("target_cpu_pct")),
+                            _spread(nginx.get("rest_rps")),
+                            _fmt(nginx.get("rest_target_cpu_pct")),
                             _spread(nginx.get("rest_over_nginx")),
                         ],
                         [
@@ -373,7 +376,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{machine.get('kernel')}, Python {machine.get('python')}; load average during the run "
         f"{_load(report)}. Command: `{report.get('command')}`; "
         f"{report.get('repeat')} repetition(s), "
-        "medians (± half the spread between repetitions)." + _pinning(machine),
+        "medians (± half the spread between repetitions)." + _pinning(machine) + _speed(report),
         "",
     ]
     for title, header, rows in tables(report):
@@ -392,6 +395,18 @@ def _pinning(machine: dict[str, Any]) -> str:
         f" Targets and nginx ran on core {','.join(map(str, pins['server']))}, single-process "
         f"generators on core {','.join(map(str, pins['generator']))} (taskset); the scaling "
         "runs' master and workers were not pinned."
+    )
+
+
+def _speed(report: dict[str, Any]) -> str:
+    speed = report.get("speed_summary") or {}
+    if not speed.get("probes"):
+        return ""
+    return (
+        f" Core speed (a fixed Python loop, probed on every core before each part, "
+        f"{speed['probes']} probes): median {speed['median_ms']} ms of CPU per unit, fastest "
+        f"{speed['fastest_ms']}, slowest {speed['slowest_ms']} (x{speed['slowest_over_fastest']}"
+        "); closed-loop throughput moves with it."
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -240,32 +241,86 @@ def _run_http_tools(
     return rows
 
 
-def _nginx(workdir: Path, connections: int, duration: float, workers: str) -> dict[str, Any]:
-    from wirelab.processes import ManagedProcess, free_port  # noqa: PLC0415
+def _rest_vs_nginx(
+    workdir: Path, target: Target, connections: int, duration: float
+) -> dict[str, Any]:
+    """wrk against the REST target and against nginx (one worker, same core), in alternating
+    two-second slices, so both sample the same moments of the machine.
+
+    Run one after the other, the ratio of two 5 s runs moved between 0.33 and 0.63 on the
+    bench VM, whose cores' speed for the same work varies up to 1.9x from one second to the
+    next (see :mod:`.speed`); alternating slices share that drift out evenly. Returns the
+    nginx row (totals over its slices), ``rest_rps`` and ``rest_over_nginx`` (REST requests
+    over nginx requests in equal time) and the slowest and fastest slice pair's ratio.
+    """
+    from wirelab.processes import ManagedProcess, free_port, wait_for_port  # noqa: PLC0415
 
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
-    conf = workdir / f"nginx-{workers}.conf"
+    conf = workdir / "nginx.conf"
     conf.write_text(
-        NGINX_CONF.format(workers=workers, dir=workdir, host=HOST, port=port, payload=PAYLOAD)
+        NGINX_CONF.format(workers=1, dir=workdir, host=HOST, port=port, payload=PAYLOAD)
     )
+    # Whole seconds (wrk's -d); 2 s, so wrk's start-up and connection set-up stay a small
+    # part of each slice (in 1 s slices nginx was left idle for a quarter of the time).
+    slice_s, slices = 2, max(2, math.ceil(duration / 2) + 1)
+    urls = {"rest": f"http://{HOST}:{target.port}/echo", "nginx": f"http://{HOST}:{port}/echo"}
+    totals = {name: {"requests": 0, "seconds": 0.0, "cpu": 0.0, "server": 0.0} for name in urls}
+    pairs: list[float] = []
     # On the server core, as the REST target is: one core each, wrk on the others.
     process = ManagedProcess(
         pinned([nginx, "-c", str(conf)], "server"), name="nginx", log_path=workdir / "nginx.out"
     )
     with process:
-        from wirelab.processes import wait_for_port  # noqa: PLC0415
-
         wait_for_port(HOST, port, timeout=10)
         import psutil  # noqa: PLC0415
 
         pids = [process.pid, *(p.pid for p in psutil.Process(process.pid).children(recursive=True))]
-        before = sum(cpu_seconds(pid) for pid in pids)
-        out, cpu, wall = _child(
-            _wrk(workdir, f"http://{HOST}:{port}/echo", connections, duration, 0), duration + 30
-        )
-        server = sum(cpu_seconds(pid) for pid in pids) - before
-    return _row(f"wrk → nginx ({workers} worker process)", parse_wrk(out), cpu, server, wall)
+        servers = {"rest": target.cpu, "nginx": lambda: sum(cpu_seconds(pid) for pid in pids)}
+        for _ in range(slices):
+            got = {}
+            for name, url in urls.items():
+                before = servers[name]()
+                out, cpu, wall = _child(_wrk(workdir, url, connections, slice_s, 0), slice_s + 30)
+                figures = parse_wrk(out)
+                total = totals[name]
+                total["requests"] += figures["requests"]
+                total["seconds"] += wall
+                total["cpu"] += cpu
+                total["server"] += servers[name]() - before
+                got[name] = figures["requests"]
+            if got["nginx"]:
+                pairs.append(got["rest"] / got["nginx"])
+    rest, static = totals["rest"], totals["nginx"]
+    figures = {
+        "requests": static["requests"],
+        "rps": round(static["requests"] / (slices * slice_s), 1),
+        "mean_ms": None,
+        "p50_ms": None,
+        "p99_ms": None,
+        "failures": 0,
+    }
+    row = _row(
+        "wrk → nginx (1 worker process)",
+        figures,
+        static["cpu"],
+        static["server"],
+        static["seconds"],
+    )
+    return {
+        "nginx": row,
+        "slices": slices,
+        "slice_s": slice_s,
+        "rest_rps": round(rest["requests"] / (slices * slice_s), 1),
+        "rest_target_cpu_pct": round(100 * rest["server"] / rest["seconds"], 1)
+        if rest["seconds"]
+        else None,
+        "rest_over_nginx": round(rest["requests"] / static["requests"], 3)
+        if static["requests"]
+        else None,
+        "slice_ratio_min": round(min(pairs), 3) if pairs else None,
+        "slice_ratio_max": round(max(pairs), 3) if pairs else None,
+    }
 
 
 def _artillery_once(
@@ -348,6 +403,20 @@ def _artillery(
     return row
 
 
+def _relative(throughput: dict[str, Any], reference: str = "PlainLocust") -> dict[str, Any]:
+    """Requests per generator CPU-second of each tool over plain Locust's, in this repetition.
+
+    Both Locust processes feel the machine's speed of the moment alike, so their ratio holds
+    still where each one's own figure moves by a third between repetitions.
+    """
+    base = (throughput.get(reference) or {}).get("requests_per_cpu_s")
+    return {
+        tool: {"per_cpu_s_vs_plain_locust": round(row["requests_per_cpu_s"] / base, 3)}
+        for tool, row in throughput.items()
+        if base and row.get("requests_per_cpu_s")
+    }
+
+
 def measure_peers(
     workdir: Path,
     *,
@@ -364,6 +433,7 @@ def measure_peers(
         out["throughput"] = _run_http_tools(
             workdir, target, connections=connections, duration=duration, delay_ms=0, tools=tools
         )
+        out["relative"] = _relative(out["throughput"])
         out["added_latency"] = _run_http_tools(
             workdir,
             target,
@@ -379,6 +449,14 @@ def measure_peers(
             row["added_p50_ms"] = (
                 None if row["p50_ms"] is None else round(row["p50_ms"] - delay_ms, 3)
             )
+        if shutil.which("wrk") and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+            out["nginx"] = _rest_vs_nginx(workdir, target, connections, duration)
+            log(
+                f"  peers nginx        {out['nginx']['nginx']['rps']} req/s, REST target "
+                f"{out['nginx']['rest_rps']} req/s in alternating {out['nginx']['slice_s']} s "
+                f"slices: REST / nginx = {out['nginx']['rest_over_nginx']} (slice pairs "
+                f"{out['nginx']['slice_ratio_min']}-{out['nginx']['slice_ratio_max']})"
+            )
     for name, row in out["throughput"].items():
         log(
             f"  peers {name:<12} {row['rps']:>9} req/s, {row['requests_per_cpu_s']} req/CPU-s, "
@@ -386,19 +464,6 @@ def measure_peers(
         )
     for name, row in out["added_latency"].items():
         log(f"  peers {name:<12} added mean {row['added_mean_ms']} ms (p50 {row['added_p50_ms']})")
-    if shutil.which("wrk") and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
-        nginx = _nginx(workdir, connections, duration, "1")
-        rest = out["throughput"].get("wrk")
-        out["nginx"] = {
-            "nginx": nginx,
-            "rest_over_nginx": round(rest["rps"] / nginx["rps"], 3)
-            if rest and nginx["rps"]
-            else None,
-        }
-        log(
-            f"  peers nginx        {nginx['rps']} req/s; "
-            f"REST target / nginx = {out['nginx']['rest_over_nginx']}"
-        )
     with Target(workdir, "ws", "--rate", "0") as target:
         ws: dict[str, Any] = {}
         figures, cpu, seconds = _locust(workdir, target, "WirelabWs", connections, duration, 0)

@@ -1,0 +1,42 @@
+"""Peers part pieces on tiny runs: the interleaved REST/nginx comparison and the ratios to
+plain Locust (correctness, not speed). Real wrk, nginx and REST target on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wirelab.bench.lab import Target
+from wirelab.bench.peers import _relative, _rest_vs_nginx
+
+
+@pytest.mark.timeout(120)
+def test_rest_and_nginx_are_measured_in_alternating_slices(tmp_path: Path):
+    with Target(tmp_path, "rest", "--rate", "0") as target:
+        found = _rest_vs_nginx(tmp_path, target, connections=4, duration=1)
+    assert (found["slices"], found["slice_s"]) == (2, 2)
+    nginx = found["nginx"]
+    assert nginx["requests"] > 0 and nginx["failures"] == 0
+    assert nginx["rps"] == pytest.approx(nginx["requests"] / 4, abs=0.1)
+    rest_requests = found["rest_rps"] * 4
+    assert found["rest_over_nginx"] == pytest.approx(rest_requests / nginx["requests"], abs=0.002)
+    # The whole-run ratio lies between the slowest and the fastest slice pair's.
+    assert found["slice_ratio_min"] - 0.001 <= found["rest_over_nginx"]
+    assert found["rest_over_nginx"] <= found["slice_ratio_max"] + 0.001
+    assert 0 < found["rest_target_cpu_pct"] <= 110
+
+
+def test_relative_divides_by_plain_locust_of_the_same_repetition():
+    throughput = {
+        "wrk": {"requests_per_cpu_s": 80_000},
+        "Wirelab": {"requests_per_cpu_s": 7_000},
+        "PlainLocust": {"requests_per_cpu_s": 8_000},
+        "broken": {"requests_per_cpu_s": None},
+    }
+    assert _relative(throughput) == {
+        "wrk": {"per_cpu_s_vs_plain_locust": 10.0},
+        "Wirelab": {"per_cpu_s_vs_plain_locust": 0.875},
+        "PlainLocust": {"per_cpu_s_vs_plain_locust": 1.0},
+    }
+    assert _relative({"wrk": {"requests_per_cpu_s": 1}}) == {}
