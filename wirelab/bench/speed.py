@@ -1,8 +1,8 @@
 """How fast this machine's cores run Python, right now.
 
 A virtual machine's core is shared with whoever else runs on the host: on the 2-core bench
-VM the same pure-Python loop took anywhere from 100 to 190 ms of CPU time from one second to
-the next, on an otherwise idle machine. Every CPU-bound figure of the bench (closed-loop
+VM a 2-million-iteration pure-Python loop took anywhere from 100 to 190 ms of CPU time from
+one second to the next, on an otherwise idle machine. Every CPU-bound figure of the bench (closed-loop
 throughput, requests per CPU-second) moves with it, so the bench probes each core before
 every part and records what it found: two runs whose figures differ can be told apart from
 two runs on a machine that ran at different speeds.
