@@ -51,3 +51,24 @@ def test_claims_table_computes_a_ratio_per_repetition():
     assert p50["verdict"] == "held"
     assert rows["REST P99 45 ms vs WebSockets P99 15 ms"]["verdict"] == "no data"
     assert len(rows) == len(CLAIMS)
+
+
+def test_an_inconclusive_condition_makes_even_the_wrong_way_depend():
+    # Both variants at the top of the ladder: 4,000 / 4,000 says nothing about capacity.
+    at_top = summarize([1.0, 0.999, 1.0])
+    assert verdict("ratio", 1.65, at_top, depends_on="top of the ladder") == "not held"
+    assert (
+        verdict("ratio", 1.65, at_top, depends_on="top of the ladder", inconclusive=True)
+        == "depends"
+    )
+    # Without a reason the flag changes nothing.
+    assert verdict("ratio", 1.65, at_top, inconclusive=True) == "not held"
+
+
+def test_rate_ceilings_found_by_nobody_do_not_refute_the_throughput_claim():
+    top = {"max_sustained_rps": 4000.0, "limited_by": "ladder end"}
+    reps = [{"request": {"ws": dict(top), "rest_keepalive": dict(top)}}] * 3
+    rows = {row["claim"]: row for row in build_claims(reps)}
+    row = rows["~140k ops/s WebSockets vs ~85k ops/s REST"]
+    assert (row["measured"], row["verdict"]) == (1.0, "depends")
+    assert row["note"] == "a variant reached the top of the rate ladder"

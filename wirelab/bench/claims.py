@@ -40,6 +40,9 @@ class Claim:
     #: One repetition's figures -> why the figure "depends" (or ``None``).
     condition: Callable[[dict[str, Any]], str | None] | None = None
     tolerance: float = 0.25
+    #: When ``condition`` gives a reason, the figure can neither hold nor refute the claim
+    #: (a ratio of two rate ceilings where one was not found is no ratio of capacities).
+    inconclusive: bool = False
 
 
 def verdict(  # noqa: PLR0911 - one return per verdict rule
@@ -49,11 +52,18 @@ def verdict(  # noqa: PLR0911 - one return per verdict rule
     *,
     tolerance: float = 0.25,
     depends_on: str | None = None,
+    inconclusive: bool = False,
 ) -> str:
-    """held / not held / depends for a summary (median, min, max) of the measured values."""
+    """held / not held / depends for a summary (median, min, max) of the measured values.
+
+    ``inconclusive``: the reason in ``depends_on`` leaves the figure unable to refute the
+    claim either, so it is *depends* whichever way it points.
+    """
     median = measured.get("median")
     if median is None:
         return NO_DATA
+    if depends_on and inconclusive:
+        return DEPENDS
     if kind == "range":
         assert isinstance(claimed, tuple)
         lo, hi = claimed
@@ -139,6 +149,7 @@ CLAIMS: list[Claim] = [
             _get(f, "request", "rest_keepalive", "max_sustained_rps"),
         ),
         lambda f: _limited(f, "ws", "rest_keepalive"),
+        inconclusive=True,
     ),
     Claim(
         "000",
@@ -302,6 +313,7 @@ def build_claims(repetitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     measured,
                     tolerance=claim.tolerance,
                     depends_on=depends_on,
+                    inconclusive=claim.inconclusive,
                 ),
                 "note": depends_on,
             }

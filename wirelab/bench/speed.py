@@ -2,10 +2,11 @@
 
 A virtual machine's core is shared with whoever else runs on the host: on the 2-core bench
 VM a 2-million-iteration pure-Python loop took anywhere from 100 to 190 ms of CPU time from
-one second to the next, on an otherwise idle machine. Every CPU-bound figure of the bench (closed-loop
-throughput, requests per CPU-second) moves with it, so the bench probes each core before
-every part and records what it found: two runs whose figures differ can be told apart from
-two runs on a machine that ran at different speeds.
+one second to the next, on an otherwise idle machine, in phases from seconds to minutes
+long. Every CPU-bound figure of the bench (CPU per operation, closed-loop throughput,
+millisecond latencies) moves with it, so the bench probes each core before every part and
+records what it found: two runs whose figures differ can be told apart from two runs on a
+machine that ran at different speeds.
 
 The probe runs a fixed unit of interpreter work in one child process per core (pinned),
 timed in that process's CPU seconds, so waiting for the scheduler is not counted.
