@@ -79,8 +79,7 @@ def measure_one(
         # What a WebSocket frame adds to each event (RFC 6455: 2-14 bytes), read exactly
         # off the socket rather than estimated from totals.
         framing = _frame_overhead(target.port) if mechanism == "ws" else None
-    # Up to the end of the run's time: not what arrived while the users were being stopped.
-    totals = stream_totals(result.get("streams_until_stop") or result["streams"])
+    totals = stream_totals(result["streams"])
     delivered = totals["delivered"]
     row: dict[str, Any] = {
         "label": label,

@@ -9,8 +9,7 @@ Locust monkey-patches the whole interpreter with gevent (a test process must not
 Everything after ``--`` is parsed by Locust's own parser (wirelab's options included), as on
 a ``locust`` command line. The output (last line of stdout) holds Locust's request stats by
 ``request_type``/``name``, wirelab's stream and request series as recorded (merged over every
-delta anyone took during the run, the metrics plugin's included; the streams also as they
-stood when the run's time was up, before the users were stopped), the open-model schedulers'
+delta anyone took during the run, the metrics plugin's included), the open-model schedulers'
 counts, what the request events carried in their ``context`` (counted per name), the
 process's CPU time, its RSS at the end of the run (users still connected) and its peak, the
 garbage collector's passes while the users ran (count and longest, per generation), and
@@ -110,10 +109,6 @@ def run(args: argparse.Namespace, locust_args: list[str]) -> dict[str, Any]:
     gevent.sleep(args.duration)
     spawned = runner.user_count
     rss_kb = psutil.Process().memory_info().rss // 1024
-    # What the streams held when the run's time was up: events read while the users are
-    # being stopped wait for the teardown, and would be charged to the server as lag.
-    spy()
-    until_stop = {key: series.to_wire() for key, series in totals.streams.items()}
     runner.quit()
     elapsed = time.monotonic() - started
     cpu = time.process_time() - cpu_before
@@ -151,9 +146,6 @@ def run(args: argparse.Namespace, locust_args: list[str]) -> dict[str, Any]:
         "streams": {
             f"{protocol} {name}": series.to_wire()
             for (protocol, name), series in totals.streams.items()
-        },
-        "streams_until_stop": {
-            f"{protocol} {name}": wire for (protocol, name), wire in until_stop.items()
         },
         "requests": {
             f"{protocol} {name}": {
