@@ -31,6 +31,7 @@ from urllib.request import urlopen
 import pytest
 from kubernetes import client
 
+from tests.test_bad_input_corpus import LAST_CLOSED_BY_SERVER, read_until_closed
 from wirelab.lab.kubernetes import (
     RESTARTED_AT,
     KubernetesOrchestrator,
@@ -508,17 +509,6 @@ def open_sse_stream(port: int) -> socket.socket:
     return stream
 
 
-def read_until_closed(stream: socket.socket) -> bytes:
-    """What a client reads until the server ends its connection (EOF or reset)."""
-    tail = b""
-    try:
-        while chunk := stream.recv(65536):
-            tail += chunk
-    except ConnectionResetError:
-        pass
-    return tail
-
-
 class RecordingAdmin:
     """A stand-in admin port that records every request and cuts ``dropped`` connections."""
 
@@ -584,7 +574,9 @@ def test_drop_connections_cuts_every_client_of_every_ready_pod_and_the_pods_keep
 
         # Each client's stream ends without the drain's goodbye: a reset, not a deploy.
         for stream in clients:
-            assert b"goaway" not in read_until_closed(stream)
+            tail = read_until_closed(stream, 5)
+            assert LAST_CLOSED_BY_SERVER[0], "the server did not end the stream"
+            assert b"goaway" not in tail
     finally:
         for stream in clients:
             stream.close()

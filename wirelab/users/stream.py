@@ -110,6 +110,8 @@ class StreamSession:
         self.checker = SequenceChecker(keep_lags=False)
         self.series = recorder().stream(protocol, name)
         self._fire = environment.events.request.fire if environment is not None else None
+        # Users start once the runner exists; looked up here, not on every event.
+        self._runner = getattr(environment, "runner", None)
         self._sampled = 0
         #: Whether a stream is open right now (the gauge counts this session once).
         self.is_connected = False
@@ -225,10 +227,8 @@ class StreamSession:
         checker = self.checker
         missing = checker.missing
         verdict = checker.observe(seq, ts_us, received)
-        if verdict == "ok":
-            runner = getattr(self.environment, "runner", None)
-            if runner is not None and runner.state in _ENDED:
-                return verdict
+        if verdict == "ok" and self._runner is not None and self._runner.state in _ENDED:
+            return verdict
         lag_us = received - ts_us
         series = self.series
         series.record_event(verdict, lag_us)
