@@ -73,7 +73,9 @@ def measure_one(
                 str(payload),
             ],
         )
-        with WireCounter(target.port, interval=0.25) as wire:
+        # One sample a second (at idle priority, see wire.py) is enough for the steady
+        # window and keeps the sampling out of the lag it would otherwise add to.
+        with WireCounter(target.port, interval=1.0) as wire:
             result, cpu = run_with_cpu(target, generator)
         after = target.stats() if protocol == "rest" else None
         # What a WebSocket frame adds to each event (RFC 6455: 2-14 bytes), read exactly
