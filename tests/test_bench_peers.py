@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wirelab.bench.lab import Target
-from wirelab.bench.peers import _relative, _rest_vs_nginx
+from wirelab.bench.peers import _relative, _rest_vs_nginx, _run_http_tools, merge_figures
 
 
 @pytest.mark.timeout(120)
@@ -40,3 +40,39 @@ def test_relative_divides_by_plain_locust_of_the_same_repetition():
         "PlainLocust": {"per_cpu_s_vs_plain_locust": 1.0},
     }
     assert _relative({"wrk": {"requests_per_cpu_s": 1}}) == {}
+
+
+def test_a_tools_rounds_add_up_to_one_row():
+    rounds = [
+        {"requests": 1000, "rps": 500.0, "mean_ms": 2.0, "p50_ms": 1.0, "p99_ms": 9.0,
+         "failures": 1},
+        {"requests": 3000, "rps": 1000.0, "mean_ms": 1.0, "p50_ms": 3.0, "p99_ms": None,
+         "failures": 0},
+    ]  # fmt: skip
+    merged = merge_figures(rounds)
+    # 4,000 requests over the 2 s + 3 s the tool measured itself.
+    assert merged["requests"] == 4000 and merged["rps"] == 800.0
+    assert merged["mean_ms"] == 1.25  # weighted by requests: (2,000 + 3,000) / 4,000
+    assert (merged["p50_ms"], merged["p99_ms"]) == (2.0, 9.0)
+    assert merged["failures"] == 1 and merged["rounds"] == 2
+
+
+@pytest.mark.timeout(120)
+def test_every_tool_runs_once_per_round_against_the_same_target(tmp_path: Path):
+    with Target(tmp_path, "rest", "--rate", "0") as target:
+        rows = _run_http_tools(
+            tmp_path,
+            target,
+            connections=2,
+            duration=1,
+            delay_ms=0,
+            tools=["wrk", "h2load"],
+            rounds=2,
+        )
+    assert set(rows) == {"wrk", "h2load"}
+    for row in rows.values():
+        assert row["rounds"] == 2
+        assert row["requests"] > 0 and row["failures"] == 0
+        # CPU over both rounds (the row's CPU seconds are rounded to the millisecond).
+        per_cpu_s = row["requests"] / row["generator_cpu_s"]
+        assert row["requests_per_cpu_s"] == pytest.approx(per_cpu_s, rel=0.005)

@@ -1,5 +1,5 @@
-"""The request/response ladder's figures: which step is the fixed-rate one, and which steps
-may set a protocol's ceiling (correctness on recorded steps, never speed)."""
+"""The request/response figures: the fixed-rate slices' order and how they add up, and which
+ladder steps may set a protocol's ceiling (correctness on recorded runs, never speed)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ from typing import Any
 
 import pytest
 
-from wirelab.bench.request import measure_request, measures_target, summarize_ladder
+from wirelab.bench.request import (
+    figures,
+    measure_request,
+    measures_target,
+    merge_runs,
+    plan,
+    summarize_ladder,
+)
+from wirelab.metrics.histogram import LogHistogram
 
 RATES = [200, 1000, 2000, 4000]
 
 
 def step(rate: float, *, held: bool = True, side: str | None = None, **extra: Any) -> dict:
-    """A step as :func:`wirelab.bench.request._step` records it (the figures the ladder reads)."""
+    """A step as :func:`wirelab.bench.request.figures` makes it (the figures the ladder reads)."""
     return {
         "rate": rate,
         "achieved_rps": rate + 0.5,
@@ -33,18 +41,20 @@ def step(rate: float, *, held: bool = True, side: str | None = None, **extra: An
     }
 
 
-def test_latency_cpu_and_bytes_come_from_the_fixed_rate_step_not_the_first():
-    steps = [step(200), step(1000, bytes_per_op_up=128.0), step(2000), step(4000)]
-    row = summarize_ladder("REST", steps, RATES, fixed_rate=1000)
+def test_latency_cpu_and_bytes_come_from_the_fixed_rate_slices_not_from_a_ladder_rung():
+    steps = [step(200), step(1000), step(2000), step(4000)]
+    fixed = step(1000, bytes_per_op_up=128.0, p50_ms=0.4, slice_figures=[{"p50_ms": 0.4}])
+    row = summarize_ladder("REST", steps, RATES, fixed)
     assert row["fixed_rate"] == 1000
-    assert (row["p50_ms"], row["p99_ms"]) == (1.0, 10.0)
+    assert (row["p50_ms"], row["p99_ms"]) == (0.4, 10.0)
     assert row["target_cpu_s_per_1k_ops"] == 1 / 1000
     assert row["bytes_per_op_up"] == 128.0
+    assert row["slice_figures"] == [{"p50_ms": 0.4}]
 
 
 def test_a_ladder_held_to_the_top_is_limited_by_its_end():
     steps = [step(rate) for rate in RATES]
-    row = summarize_ladder("WS", steps, RATES, fixed_rate=1000)
+    row = summarize_ladder("WS", steps, RATES, step(1000))
     assert (row["max_sustained_rate"], row["max_sustained_rps"]) == (4000, 4000.5)
     assert row["ladder_top_reached"] and row["limited_by"] == "ladder end"
 
@@ -55,7 +65,7 @@ def test_a_step_the_generator_could_not_drive_does_not_raise_the_ceiling_even_if
     # generator's, so it is the rung below that counts, and "generator" is named.
     for held in (True, False):
         steps = [step(200), step(1000), step(2000), step(4000, held=held, side="generator")]
-        row = summarize_ladder("gRPC", steps, RATES, fixed_rate=1000)
+        row = summarize_ladder("gRPC", steps, RATES, step(1000))
         assert row["max_sustained_rate"] == 2000
         assert row["limited_by"] == "generator"
         assert not row["ladder_top_reached"]
@@ -63,7 +73,7 @@ def test_a_step_the_generator_could_not_drive_does_not_raise_the_ceiling_even_if
 
 def test_a_step_the_target_could_not_hold_sets_the_ceiling_and_names_the_target():
     steps = [step(200), step(1000), step(2000, held=False, side="target")]
-    row = summarize_ladder("REST", steps, RATES, fixed_rate=1000)
+    row = summarize_ladder("REST", steps, RATES, step(1000))
     assert row["max_sustained_rate"] == 1000
     assert row["limited_by"] == "target"
 
@@ -74,9 +84,81 @@ def test_a_busy_target_that_still_held_its_rate_counts():
     assert not measures_target(step(4000, held=False))
 
 
-def test_a_fixed_rate_outside_the_ladder_is_refused_before_anything_starts(tmp_path):
-    with pytest.raises(ValueError, match="fixed_rate 300"):
+def test_every_variant_gets_each_slice_in_turn_and_one_ladder_between_rounds():
+    variants = ["rest", "new", "ws", "grpc"]
+    actions = plan(variants, 4)
+    assert sorted(actions) == sorted(
+        [("slice", v) for v in variants] * 4 + [("ladder", v) for v in variants]
+    )
+    rounds: list[list[str]] = [[]]
+    for action, variant in actions:
+        if action == "ladder":
+            rounds.append([])  # every round is followed by exactly one ladder here
+        else:
+            rounds[-1].append(variant)
+    assert rounds[-1] == []
+    # Each round is one slice of every variant, every second round in reverse order.
+    assert rounds[:-1] == [variants, variants[::-1]] * 2
+    assert [v for a, v in actions if a == "ladder"] == variants
+
+
+def test_with_fewer_slices_than_variants_the_ladders_still_spread_over_the_rounds():
+    actions = plan(["a", "b", "c", "d"], 2)
+    assert [a for a, _ in actions] == ["slice"] * 4 + ["ladder"] * 2 + ["slice"] * 4 + [
+        "ladder"
+    ] * 2
+    assert plan(["a"], 1) == [("slice", "a"), ("ladder", "a")]
+
+
+def test_no_slices_is_refused_before_anything_starts(tmp_path):
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
         measure_request(
-            tmp_path, rates=RATES, fixed_rate=300, duration=1, users=1, payload=8, bound_ms=50
+            tmp_path, rates=RATES, fixed_slices=0, duration=1, users=1, payload=8, bound_ms=50
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def run(values_us: list[float], *, target_cpu_s: float, generator_cpu_s: float) -> dict:
+    """A run's raw parts as :func:`wirelab.bench.request._run` records them (10 s, 10 s wall)."""
+    histogram = LogHistogram()
+    for value in values_us:
+        histogram.record(value)
+    return {
+        "rate": 1000,
+        "latency": histogram.to_wire(),
+        "service": None,
+        "ops": len(values_us),
+        "total_ops": len(values_us) + 10,
+        "measured_s": 9.0,
+        "elapsed_s": 10.0,
+        "wall_s": 10.0,
+        "target_cpu_s": target_cpu_s,
+        "generator_cpu_s": generator_cpu_s,
+        "host_busy_s": 5.0,
+        "dropped": 1,
+        "failures": 0,
+        "dropped_late": 1,
+        "dropped_busy": 0,
+        "target_rss_mb": 40.0 + target_cpu_s,
+    }
+
+
+def test_merged_slices_read_as_one_run_over_all_their_samples_and_cpu():
+    fast = [300.0] * 60  # a fast phase: 0.3 ms
+    slow = [500.0] * 40 + [2000.0] * 3  # a slow one, with the tail in it
+    first = run(fast, target_cpu_s=1.0, generator_cpu_s=9.5)
+    second = run(slow, target_cpu_s=2.0, generator_cpu_s=5.0)
+    merged = figures(merge_runs([first, second]))
+    alone = figures(run(fast + slow, target_cpu_s=0, generator_cpu_s=0))
+    assert (merged["p50_ms"], merged["p99_ms"]) == (alone["p50_ms"], alone["p99_ms"])
+    assert merged["p50_ms"] == pytest.approx(0.3, rel=0.02)
+    assert merged["p99_ms"] == pytest.approx(2.0, rel=0.02)
+    assert merged["ops"] == 103 and merged["dropped"] == 2
+    assert merged["achieved_rps"] == round(103 / 18.0, 1)
+    # CPU per operation over every operation of both runs, warm-ups included.
+    assert merged["target_cpu_s_per_1k_ops"] == round(1000 * 3.0 / 123, 4)
+    # The generator was over its limit in one slice (95%) but not over the two (72.5%).
+    assert figures(first)["bottleneck"] == "generator"
+    assert merged["generator_cpu_pct"] == 72.5 and merged["bottleneck"] is None
+    assert merged["host_busy_pct"] == 50.0
+    assert merged["target_rss_mb"] == 42.0  # as after the last slice

@@ -52,6 +52,7 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
             "request": {
                 "rates": [200, 1000],
                 "fixed_rate": 1000,
+                "fixed_slices": 2,
                 "duration": 3,
                 "users": 32,
                 "payload": 64,
@@ -60,8 +61,14 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
             "push": {"clients": 20, "feed_rate": 10, "payload": 64, "duration": 5},
             "push_quiet": None,
             "connections": {"counts": [1000], "hold": 2},
-            "peers": {"connections": 16, "duration": 3, "delay_ms": 20, "delay_connections": 4},
-            "scaling": {"workers": [1, 2], "users": 64, "rate": 8000, "duration": 5},
+            "peers": {
+                "connections": 16,
+                "duration": 2,
+                "rounds": 2,
+                "delay_ms": 20,
+                "delay_connections": 4,
+            },
+            "scaling": {"workers": [1, 2], "users": 64, "rate": 8000, "duration": 5, "rounds": 1},
         }
     return {
         "request": {
@@ -71,8 +78,9 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
             # mostly the cost of that wake-up (0.18-0.30 ms for REST from one run to the
             # next, against 0.09-0.10 at 1,000).
             "fixed_rate": 1000,
+            # Four 4 s slices at the fixed rate, interleaved with the other variants'.
+            "fixed_slices": 4,
             "duration": 4,
-            "fixed_duration": 12,
             "users": 48,
             "payload": 64,
             "bound_ms": 50,
@@ -87,8 +95,17 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
             "mechanisms": ["short_poll", "long_poll"],
         },
         "connections": {"counts": [1000, 5000], "hold": 3},
-        "peers": {"connections": 16, "duration": 5, "delay_ms": 20, "delay_connections": 4},
-        "scaling": {"workers": [1, 2, 8], "users": 64, "rate": 8000, "duration": 8},
+        # Each tool twice for 3 s, in alternating rounds (the nginx comparison and the
+        # WebSocket peers run 6 s).
+        "peers": {
+            "connections": 16,
+            "duration": 3,
+            "rounds": 2,
+            "delay_ms": 20,
+            "delay_connections": 4,
+        },
+        # Each worker count twice, in alternating rounds (1, 2, 8, then 8, 2, 1).
+        "scaling": {"workers": [1, 2, 8], "users": 64, "rate": 8000, "duration": 8, "rounds": 2},
     }
 
 
@@ -113,9 +130,10 @@ def machine_info() -> dict[str, Any]:
 
 
 def _strip_steps(figures: Any) -> Any:
-    """The repetition without per-step detail (kept in ``repetitions``), for summaries."""
+    """The repetition without per-step or per-slice detail (kept in ``repetitions``)."""
     if isinstance(figures, dict):
-        return {k: _strip_steps(v) for k, v in figures.items() if k != "steps"}
+        detail = ("steps", "slice_figures")
+        return {k: _strip_steps(v) for k, v in figures.items() if k not in detail}
     return figures
 
 

@@ -22,15 +22,17 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from .interleave import alternating_rounds
 from .lab import HOST, Generator, Target, children_cpu, cpu_seconds, pinned
 from .locustfiles import CLOSED_REST
 
-__all__ = ["artillery_bin", "measure_peers", "parse_h2load", "parse_wrk"]
+__all__ = ["artillery_bin", "measure_peers", "merge_figures", "parse_h2load", "parse_wrk"]
 
 PAYLOAD = "x" * 64
 
@@ -220,25 +222,64 @@ def _run_http_tools(
     duration: float,
     delay_ms: int,
     tools: list[str],
+    rounds: int = 1,
 ) -> dict[str, Any]:
+    """Every tool against ``target`` for ``duration`` seconds in each of ``rounds``
+    alternating rounds (see :func:`alternating_rounds`); a row per tool over its rounds."""
     url = f"http://{HOST}:{target.port}/echo"
-    rows: dict[str, Any] = {}
-    for tool in tools:
-        target_before = target.cpu()
-        if tool == "wrk":
-            out, cpu, wall = _child(
-                _wrk(workdir, url, connections, duration, delay_ms), duration + 30
-            )
-            figures, seconds = parse_wrk(out), wall
-        elif tool == "h2load":
-            out, cpu, wall = _child(
-                _h2load(workdir, url, connections, duration, delay_ms), duration + 30
-            )
-            figures, seconds = parse_h2load(out), wall
-        else:
-            figures, cpu, seconds = _locust(workdir, target, tool, connections, duration, delay_ms)
-        rows[tool] = _row(tool, figures, cpu, target.cpu() - target_before, seconds)
-    return rows
+    runs: dict[str, list[tuple[dict[str, Any], float, float, float]]] = {t: [] for t in tools}
+    for order in alternating_rounds(tools, rounds):
+        for tool in order:
+            target_before = target.cpu()
+            if tool == "wrk":
+                out, cpu, wall = _child(
+                    _wrk(workdir, url, connections, duration, delay_ms), duration + 30
+                )
+                figures, seconds = parse_wrk(out), wall
+            elif tool == "h2load":
+                out, cpu, wall = _child(
+                    _h2load(workdir, url, connections, duration, delay_ms), duration + 30
+                )
+                figures, seconds = parse_h2load(out), wall
+            else:
+                figures, cpu, seconds = _locust(
+                    workdir, target, tool, connections, duration, delay_ms
+                )
+            runs[tool].append((figures, cpu, target.cpu() - target_before, seconds))
+    return {
+        tool: _row(
+            tool,
+            merge_figures([figures for figures, *_ in found]),
+            sum(cpu for _, cpu, _, _ in found),
+            sum(server for _, _, server, _ in found),
+            sum(seconds for *_, seconds in found),
+        )
+        for tool, found in runs.items()
+    }
+
+
+def merge_figures(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tool's figures over several runs: requests and failures added, requests/s over
+    the time the tool measured itself, the mean weighted by requests (exact), and p50/p99 the
+    median of the runs' (the tools report percentiles, not histograms to merge)."""
+    requests = sum(figures["requests"] for figures in rounds)
+    measured_s = sum(figures["requests"] / figures["rps"] for figures in rounds if figures["rps"])
+    means = [(f["mean_ms"], f["requests"]) for f in rounds if f["mean_ms"] is not None]
+    weight = sum(count for _, count in means)
+
+    def median(key: str) -> float | None:
+        values = [figures[key] for figures in rounds if figures[key] is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        "requests": requests,
+        "rps": round(requests / measured_s, 1) if measured_s else 0.0,
+        "mean_ms": round(sum(m * c for m, c in means) / weight, 3) if weight else None,
+        "p50_ms": median("p50_ms"),
+        "p99_ms": median("p99_ms"),
+        "failures": sum(figures["failures"] for figures in rounds),
+        "rounds": len(rounds),
+    }
 
 
 def _rest_vs_nginx(
@@ -424,14 +465,27 @@ def measure_peers(
     duration: float,
     delay_ms: int,
     delay_connections: int,
+    rounds: int = 1,
     log: Any = print,
 ) -> dict[str, Any]:
-    """One repetition: throughput per generator CPU-second, added latency, nginx, WebSocket."""
+    """One repetition: throughput per generator CPU-second, added latency, nginx, WebSocket.
+
+    Throughput and added latency run every tool ``rounds`` times for ``duration`` seconds, in
+    alternating rounds; the nginx comparison and the WebSocket peers run for the rounds'
+    total (the nginx comparison alternates slices of its own).
+    """
+    total_s = duration * rounds
     tools = [t for t in ("wrk", "h2load") if shutil.which(t)] + ["Wirelab", "PlainLocust"]
     out: dict[str, Any] = {}
     with Target(workdir, "rest", "--rate", "0") as target:
         out["throughput"] = _run_http_tools(
-            workdir, target, connections=connections, duration=duration, delay_ms=0, tools=tools
+            workdir,
+            target,
+            connections=connections,
+            duration=duration,
+            delay_ms=0,
+            tools=tools,
+            rounds=rounds,
         )
         out["relative"] = _relative(out["throughput"])
         out["added_latency"] = _run_http_tools(
@@ -441,6 +495,7 @@ def measure_peers(
             duration=duration,
             delay_ms=delay_ms,
             tools=tools,
+            rounds=rounds,
         )
         for row in out["added_latency"].values():
             row["added_mean_ms"] = (
@@ -450,7 +505,7 @@ def measure_peers(
                 None if row["p50_ms"] is None else round(row["p50_ms"] - delay_ms, 3)
             )
         if shutil.which("wrk") and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
-            out["nginx"] = _rest_vs_nginx(workdir, target, connections, duration)
+            out["nginx"] = _rest_vs_nginx(workdir, target, connections, total_s)
             log(
                 f"  peers nginx        {out['nginx']['nginx']['rps']} req/s, REST target "
                 f"{out['nginx']['rest_rps']} req/s in alternating {out['nginx']['slice_s']} s "
@@ -466,9 +521,9 @@ def measure_peers(
         log(f"  peers {name:<12} added mean {row['added_mean_ms']} ms (p50 {row['added_p50_ms']})")
     with Target(workdir, "ws", "--rate", "0") as target:
         ws: dict[str, Any] = {}
-        figures, cpu, seconds = _locust(workdir, target, "WirelabWs", connections, duration, 0)
+        figures, cpu, seconds = _locust(workdir, target, "WirelabWs", connections, total_s, 0)
         ws["wirelab"] = _row("wirelab ws", figures, cpu, 0.0, seconds)
-        artillery = _artillery(workdir, target, connections, duration)
+        artillery = _artillery(workdir, target, connections, total_s)
         ws["artillery"] = artillery or {"tool": "artillery", "error": "not installed"}
         out["ws"] = ws
         for name, row in ws.items():

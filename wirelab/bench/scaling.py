@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -31,9 +32,10 @@ from typing import Any
 
 import psutil
 
+from .interleave import alternating_rounds
 from .lab import Target
 
-__all__ = ["measure_report_cost", "measure_scaling", "model"]
+__all__ = ["measure_report_cost", "measure_scaling", "merge_points", "model"]
 
 SCENARIO = """name: bench-scaling
 description: wirelab bench scaling point (REST echo, open model)
@@ -142,6 +144,43 @@ def run_point(
         "wall_s": round(wall, 1),
         "exit_code": process.returncode,
     }
+
+
+def merge_points(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs with one worker count as one point: requests, seconds and CPU added, the
+    steady figures weighted by each run's steady intervals, p99 the median of the runs'."""
+    merged: dict[str, Any] = {"workers": runs[0]["workers"]}
+    for key in ("requests", "dropped", "run_s", "generator_tree_cpu_s", "target_cpu_s"):
+        merged[key] = sum(run[key] for run in runs)
+    requests, run_s = merged["requests"], merged["run_s"]
+    merged.update(
+        rps=round(requests / run_s, 1) if run_s else 0.0,
+        p99_ms=statistics.median(run["p99_ms"] or 0 for run in runs),
+        generator_tree_cpu_s=round(merged["generator_tree_cpu_s"], 2),
+        generator_cpu_s_per_1k=_per_1k(merged["generator_tree_cpu_s"], requests),
+        target_cpu_s=round(merged["target_cpu_s"], 2),
+        target_cpu_pct=round(100 * merged["target_cpu_s"] / run_s, 1) if run_s else None,
+        target_cpu_s_per_1k=_per_1k(merged["target_cpu_s"], requests),
+        wall_s=round(sum(run["wall_s"] for run in runs), 1),
+        exit_code=max(run["exit_code"] for run in runs),
+        rounds=len(runs),
+    )
+    steady = [run for run in runs if run.get("steady_intervals")]
+    intervals = sum(run["steady_intervals"] for run in steady)
+    if intervals:
+        steady_requests = sum(run["steady_rps"] * run["steady_intervals"] for run in steady)
+        cores = sum(run["steady_worker_cpu_cores"] * run["steady_intervals"] for run in steady)
+        merged.update(
+            steady_intervals=intervals,
+            steady_rps=round(steady_requests / intervals, 1),
+            steady_worker_cpu_cores=round(cores / intervals, 2),
+            worker_cpu_s_per_1k=_per_1k(cores, steady_requests),
+        )
+    return merged
+
+
+def _per_1k(cpu_s: float, requests: float) -> float | None:
+    return round(1000 * cpu_s / requests, 4) if requests else None
 
 
 def steady_worker_cost(timeseries: Path) -> dict[str, Any]:
@@ -265,21 +304,26 @@ def measure_scaling(
     users: int,
     rate: float,
     duration: float,
+    rounds: int = 1,
     log: Any = print,
 ) -> dict[str, Any]:
-    """One repetition: a run per worker count against one REST target."""
-    points: dict[int, dict[str, Any]] = {}
+    """One repetition: ``rounds`` runs per worker count against one REST target, the worker
+    counts in alternating rounds (see :func:`alternating_rounds`), merged per count."""
+    runs: dict[int, list[dict[str, Any]]] = {count: [] for count in workers}
     with Target(workdir, "rest", "--rate", "0") as target:
-        for count in workers:
-            point = run_point(
-                workdir, target, workers=count, users=users, rate=rate, duration=duration
-            )
-            points[count] = point
-            log(
-                f"  scaling workers {count}: {point['rps']} req/s, dropped {point['dropped']}, "
-                f"generator {point['generator_tree_cpu_s']} CPU-s, "
-                f"target {point['target_cpu_pct']}%"
-            )
+        for order in alternating_rounds(workers, rounds):
+            for count in order:
+                point = run_point(
+                    workdir, target, workers=count, users=users, rate=rate, duration=duration
+                )
+                runs[count].append(point)
+                log(
+                    f"  scaling workers {count}: {point['rps']} req/s, "
+                    f"dropped {point['dropped']}, "
+                    f"generator {point['generator_tree_cpu_s']} CPU-s, "
+                    f"target {point['target_cpu_pct']}%"
+                )
+    points = {count: merge_points(found) for count, found in runs.items()}
     report = measure_report_cost()
     return {
         "points": {str(k): v for k, v in points.items()},
