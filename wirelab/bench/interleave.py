@@ -13,7 +13,7 @@ T = TypeVar("T")
 def alternating_rounds(items: Sequence[T], count: int) -> list[list[T]]:
     """``count`` rounds over ``items``, every second one in reverse order.
 
-    The bench VM's cores change speed by up to 1.7x for seconds to minutes at a time (see
+    The bench VM's cores change speed by up to ~2x for seconds to minutes at a time (see
     :mod:`.speed`). Measured one after the other, each item gets whichever phase it happens
     to meet; measured in rounds, every item's total is spread over the same stretch of the
     machine's time. Forward then back, a steady drift lands on every item alike: each one's

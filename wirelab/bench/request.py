@@ -5,7 +5,7 @@ Each variant has one target process for the whole repetition. Two measurements r
 
 - **At the fixed rate** (``fixed_rate``), the latencies and CPU per operation the variants
   are compared at. They come in ``fixed_slices`` short runs, interleaved: round after round,
-  one slice of every variant. This host's cores change speed by up to 1.7x for seconds to
+  one slice of every variant. This host's cores change speed by up to ~2x for seconds to
   minutes at a time (see :mod:`.speed`); one long run per variant put each variant's figure
   in whichever phase it met, and REST's p50 moved 0.32-0.50 ms from one repetition to the
   next while it sat in a single 12 s window. Interleaved slices spread every variant over
