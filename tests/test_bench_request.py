@@ -162,3 +162,31 @@ def test_merged_slices_read_as_one_run_over_all_their_samples_and_cpu():
     assert merged["generator_cpu_pct"] == 72.5 and merged["bottleneck"] is None
     assert merged["host_busy_pct"] == 50.0
     assert merged["target_rss_mb"] == 42.0  # as after the last slice
+
+
+@pytest.mark.timeout(180)
+def test_a_tiny_real_repetition_interleaves_and_merges_its_slices(tmp_path):
+    """Real REST and WebSocket targets and generators on loopback, two variants, two slices."""
+    lines: list[str] = []
+    out = measure_request(
+        tmp_path,
+        rates=[100, 200],
+        fixed_rate=200,
+        fixed_slices=2,
+        duration=2,
+        users=4,
+        payload=16,
+        bound_ms=500,
+        variants=["rest_keepalive", "ws"],
+        log=lines.append,
+    )
+    slices = [line.split()[1] for line in lines if " fixed " in line]
+    assert slices == ["rest_keepalive", "ws", "ws", "rest_keepalive"]
+    for row in out.values():
+        assert [step["rate"] for step in row["steps"]] == [100, 200]
+        assert row["fixed_rate"] == 200 and len(row["slice_figures"]) == 2
+        # The median of the merged slices lies between the slices' own medians.
+        p50s = [figures["p50_ms"] for figures in row["slice_figures"]]
+        assert min(p50s) - 0.001 <= row["p50_ms"] <= max(p50s) + 0.001
+        assert row["bytes_per_op_up"] > 16 and row["bytes_per_op_down"] > 16
+        assert row["target_cpu_s_per_1k_ops"] > 0

@@ -17,7 +17,7 @@ from typing import Any
 
 from .lab import HOST, Generator, Target, bottleneck, run_with_cpu, url_option
 from .locustfiles import PUSH
-from .stats import histogram_ms, merge_wire
+from .stats import histogram_ms, merge_wire, per_1k
 from .wire import WireCounter, ws_frame_overhead
 
 __all__ = ["MECHANISMS", "measure_push"]
@@ -93,8 +93,8 @@ def measure_one(
         "lag_p50_ms": totals["lag"]["p50"],
         "lag_p99_ms": totals["lag"]["p99"],
         **cpu,
-        "target_cpu_s_per_1k_events": _per_1k(cpu["target_cpu_s"], delivered),
-        "generator_cpu_s_per_1k_events": _per_1k(cpu["generator_cpu_s"], delivered),
+        "target_cpu_s_per_1k_events": per_1k(cpu["target_cpu_s"], delivered),
+        "generator_cpu_s_per_1k_events": per_1k(cpu["generator_cpu_s"], delivered),
         "bottleneck": bottleneck(cpu),
     }
     if before is not None and after is not None:
@@ -129,10 +129,6 @@ def _frame_overhead(port: int) -> float | None:
         return ws_frame_overhead(HOST, port, frames=20, timeout=5.0)
     except (TimeoutError, OSError):
         return None
-
-
-def _per_1k(cpu_s: float, events: int) -> float | None:
-    return round(1000 * cpu_s / events, 4) if events else None
 
 
 def measure_push(

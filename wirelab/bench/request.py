@@ -25,12 +25,10 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from wirelab.metrics.histogram import LogHistogram
-
 from .interleave import alternating_rounds
 from .lab import Generator, Target, bottleneck, run_with_cpu, url_option
 from .locustfiles import REQUEST
-from .stats import histogram_ms
+from .stats import histogram_ms, merge_wire, per_1k
 from .wire import WireCounter
 
 __all__ = [
@@ -154,11 +152,7 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["rate"] = runs[0]["rate"]
     merged["target_rss_mb"] = runs[-1]["target_rss_mb"]
     for key in ("latency", "service"):
-        histograms = [LogHistogram.from_wire(run[key]) for run in runs if run[key]]
-        total = histograms[0] if histograms else None
-        for histogram in histograms[1:]:
-            total.merge(histogram)
-        merged[key] = total.to_wire() if total else None
+        merged[key] = merge_wire(run[key] for run in runs)
     return merged
 
 
@@ -187,8 +181,8 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
         "p99_ms": latency["p99"],
         "service_p50_ms": service["p50"],
         **cpu,
-        "target_cpu_s_per_1k_ops": _per_1k(run["target_cpu_s"], run["total_ops"]),
-        "generator_cpu_s_per_1k_ops": _per_1k(run["generator_cpu_s"], run["total_ops"]),
+        "target_cpu_s_per_1k_ops": per_1k(run["target_cpu_s"], run["total_ops"]),
+        "generator_cpu_s_per_1k_ops": per_1k(run["generator_cpu_s"], run["total_ops"]),
         "bottleneck": bottleneck(cpu),
         "dropped_late": run["dropped_late"],
         "dropped_busy": run["dropped_busy"],
@@ -253,10 +247,6 @@ def _limited_by(step: dict[str, Any]) -> str | None:
     if busy:
         return "lanes busy (slow answers)" + (" on a busy host" if side == "host" else "")
     return side
-
-
-def _per_1k(cpu_s: float, ops: int) -> float | None:
-    return round(1000 * cpu_s / ops, 4) if ops else None
 
 
 def plan(variants: list[str], slices: int) -> list[tuple[str, str]]:

@@ -34,6 +34,7 @@ import psutil
 
 from .interleave import alternating_rounds
 from .lab import Target
+from .stats import per_1k
 
 __all__ = ["measure_report_cost", "measure_scaling", "merge_points", "model"]
 
@@ -137,10 +138,10 @@ def run_point(
         "run_s": run_s,
         # Master and workers together, start-up included (the process tree of `wirelab run`).
         "generator_tree_cpu_s": round(generator_cpu, 2),
-        "generator_cpu_s_per_1k": round(1000 * generator_cpu / count, 4) if count else None,
+        "generator_cpu_s_per_1k": per_1k(generator_cpu, count),
         "target_cpu_s": round(target_cpu, 2),
         "target_cpu_pct": round(100 * target_cpu / run_s, 1),
-        "target_cpu_s_per_1k": round(1000 * target_cpu / count, 4) if count else None,
+        "target_cpu_s_per_1k": per_1k(target_cpu, count),
         "wall_s": round(wall, 1),
         "exit_code": process.returncode,
     }
@@ -157,10 +158,10 @@ def merge_points(runs: list[dict[str, Any]]) -> dict[str, Any]:
         rps=round(requests / run_s, 1) if run_s else 0.0,
         p99_ms=statistics.median(run["p99_ms"] or 0 for run in runs),
         generator_tree_cpu_s=round(merged["generator_tree_cpu_s"], 2),
-        generator_cpu_s_per_1k=_per_1k(merged["generator_tree_cpu_s"], requests),
+        generator_cpu_s_per_1k=per_1k(merged["generator_tree_cpu_s"], requests),
         target_cpu_s=round(merged["target_cpu_s"], 2),
         target_cpu_pct=round(100 * merged["target_cpu_s"] / run_s, 1) if run_s else None,
-        target_cpu_s_per_1k=_per_1k(merged["target_cpu_s"], requests),
+        target_cpu_s_per_1k=per_1k(merged["target_cpu_s"], requests),
         wall_s=round(sum(run["wall_s"] for run in runs), 1),
         exit_code=max(run["exit_code"] for run in runs),
         rounds=len(runs),
@@ -174,13 +175,9 @@ def merge_points(runs: list[dict[str, Any]]) -> dict[str, Any]:
             steady_intervals=intervals,
             steady_rps=round(steady_requests / intervals, 1),
             steady_worker_cpu_cores=round(cores / intervals, 2),
-            worker_cpu_s_per_1k=_per_1k(cores, steady_requests),
+            worker_cpu_s_per_1k=per_1k(cores, steady_requests),
         )
     return merged
-
-
-def _per_1k(cpu_s: float, requests: float) -> float | None:
-    return round(1000 * cpu_s / requests, 4) if requests else None
 
 
 def steady_worker_cost(timeseries: Path) -> dict[str, Any]:
@@ -214,7 +211,7 @@ def steady_worker_cost(timeseries: Path) -> dict[str, Any]:
         "steady_intervals": len(steady),
         "steady_rps": round(requests / len(steady), 1),
         "steady_worker_cpu_cores": round(sum(cpu[stamp] for stamp in steady) / len(steady), 2),
-        "worker_cpu_s_per_1k": round(1000 * sum(cpu[stamp] for stamp in steady) / requests, 4),
+        "worker_cpu_s_per_1k": per_1k(sum(cpu[stamp] for stamp in steady), requests),
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from wirelab.metrics.histogram import LogHistogram
 
-__all__ = ["histogram_ms", "spread_pct", "summarize", "summarize_runs"]
+__all__ = ["histogram_ms", "merge_wire", "per_1k", "spread_pct", "summarize", "summarize_runs"]
 
 
 def spread_pct(values: Iterable[float]) -> float | None:
@@ -93,6 +93,11 @@ def merge_wire(wires: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | No
         else:
             merged.merge(histogram)
     return None if merged is None else merged.to_wire()
+
+
+def per_1k(cpu_s: float, count: float) -> float | None:
+    """CPU seconds per 1,000 operations (``None`` when there were none)."""
+    return round(1000 * cpu_s / count, 4) if count else None
 
 
 def _label(q: float) -> str:
