@@ -32,6 +32,7 @@ __all__ = [
     "children_cpu",
     "cores",
     "cpu_seconds",
+    "cpu_shares",
     "load_average",
     "pinned",
 ]
@@ -222,15 +223,27 @@ def run_with_cpu(target: Target, generator: Generator) -> tuple[dict[str, Any], 
     target_cpu = target.cpu() - before
     host = _host_busy_pct(host_before, psutil.cpu_times())
     elapsed = result.get("elapsed_s") or wall
-    return result, {
-        "target_cpu_s": round(target_cpu, 3),
+    return result, cpu_shares(target_cpu, result["cpu_s"], elapsed, host, wall)
+
+
+def cpu_shares(
+    target_cpu_s: float,
+    generator_cpu_s: float,
+    elapsed_s: float,
+    host_busy_pct: float,
+    wall_s: float,
+) -> dict[str, float]:
+    """Both sides' CPU seconds and share of one core over ``elapsed_s``, and the host's."""
+    elapsed = max(elapsed_s, 0.001)
+    return {
+        "target_cpu_s": round(target_cpu_s, 3),
         # The harness's own clock covers the run, not its start-up; so does its CPU time.
-        "target_cpu_pct": round(100 * target_cpu / elapsed, 1),
-        "generator_cpu_s": round(result["cpu_s"], 3),
-        "generator_cpu_pct": round(100 * result["cpu_s"] / elapsed, 1),
+        "target_cpu_pct": round(100 * target_cpu_s / elapsed, 1),
+        "generator_cpu_s": round(generator_cpu_s, 3),
+        "generator_cpu_pct": round(100 * generator_cpu_s / elapsed, 1),
         # Every core of the machine, other people's work included.
-        "host_busy_pct": host,
-        "wall_s": round(wall, 2),
+        "host_busy_pct": host_busy_pct,
+        "wall_s": round(wall_s, 2),
     }
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .interleave import alternating_rounds
-from .lab import Generator, Target, bottleneck, run_with_cpu, url_option
+from .lab import Generator, Target, bottleneck, cpu_shares, run_with_cpu, url_option
 from .locustfiles import REQUEST
 from .stats import histogram_ms, merge_wire, per_1k
 from .wire import WireCounter
@@ -160,17 +160,14 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
     """The figures of a run (or of merged runs): percentiles, rates, CPU and who was busy."""
     latency = histogram_ms(run["latency"])
     service = histogram_ms(run["service"])
-    elapsed = max(run["elapsed_s"], 0.001)
-    cpu = {
-        "target_cpu_s": round(run["target_cpu_s"], 3),
-        # The harness's own clock covers the run, not its start-up; so does its CPU time.
-        "target_cpu_pct": round(100 * run["target_cpu_s"] / elapsed, 1),
-        "generator_cpu_s": round(run["generator_cpu_s"], 3),
-        "generator_cpu_pct": round(100 * run["generator_cpu_s"] / elapsed, 1),
-        # Every core of the machine, other people's work included.
-        "host_busy_pct": round(100 * run["host_busy_s"] / max(run["wall_s"], 0.001), 1),
-        "wall_s": round(run["wall_s"], 2),
-    }
+    wall = max(run["wall_s"], 0.001)
+    cpu = cpu_shares(
+        run["target_cpu_s"],
+        run["generator_cpu_s"],
+        run["elapsed_s"],
+        round(100 * run["host_busy_s"] / wall, 1),
+        run["wall_s"],
+    )
     step: dict[str, Any] = {
         "rate": run["rate"],
         "ops": run["ops"],
