@@ -1,6 +1,7 @@
 """``wirelab bench``: run the comparisons, repeat them, write JSON, Markdown and an HTML page.
 
     wirelab bench [--quick] [--out DIR] [--repeat N] [--only request,push,connections,peers,scaling]
+                  [--idle poll|default]
 
 Exit codes: 0 the page was written (a part that failed is recorded in the JSON with its
 error), 2 usage error.
@@ -25,6 +26,7 @@ import psutil
 from ..processes import sigterm_as_interrupt
 from .claims import build_claims
 from .connections import measure_connections
+from .idle import shallow_idle
 from .lab import cores, load_average
 from .page import markdown, render_html
 from .peers import measure_peers
@@ -165,6 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=",".join(PARTS), help="comma-separated parts: " + ",".join(PARTS)
     )
     parser.add_argument(
+        "--idle",
+        choices=("poll", "default"),
+        default="poll",
+        help="poll (default): hold a 0 µs CPU wake-up latency request for the run, so idle "
+        "CPUs poll instead of halting (needs root; see wirelab.bench.idle); default: leave "
+        "the machine's idle as it is",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="only rewrite results.md and index.html from "
@@ -228,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     # A cancelled bench unwinds through every `with Target(...)`: no target is left behind.
     sigterm_as_interrupt()
     try:
-        _measure(report, parts, repeat, settings, note_load)
+        with shallow_idle(args.idle == "poll") as idle:
+            report["cpu_idle"] = idle
+            _say(f"CPU idle: {idle['mode']} ({idle['reason']})")
+            _measure(report, parts, repeat, settings, note_load)
     except KeyboardInterrupt:
         _say("wirelab bench: interrupted; nothing written")
         return 130
@@ -282,6 +295,10 @@ def _compare(out: Path, other: Path) -> int:
         "keys": bound,
         "within": sum(1 for key in bound if result["rows"][key]["within"]),
     }
+    result["cpu_idle"] = {
+        str(out): (first.get("cpu_idle") or {}).get("mode", "default"),
+        str(other): (second.get("cpu_idle") or {}).get("mode", "default"),
+    }
     result["speed"] = {
         str(out): first.get("speed_summary"),
         str(other): second.get("speed_summary"),
@@ -300,6 +317,11 @@ def _compare(out: Path, other: Path) -> int:
         f"{protocol_keys} protocol figures, {result['machine_bound']['within']} of {len(bound)} "
         "closed-loop throughput figures (CPU-bound: they move with the machine's speed)"
     )
+    if len(set(result["cpu_idle"].values())) > 1:
+        _say(
+            f"the two runs idled differently ({result['cpu_idle']}): latency and CPU per "
+            "operation are not comparable between them"
+        )
     for name, speed in result["speed"].items():
         if speed and speed.get("probes"):
             _say(

@@ -376,7 +376,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"{machine.get('kernel')}, Python {machine.get('python')}; load average during the run "
         f"{_load(report)}. Command: `{report.get('command')}`; "
         f"{report.get('repeat')} repetition(s), "
-        "medians (± half the spread between repetitions)." + _pinning(machine) + _speed(report),
+        "medians (± half the spread between repetitions)."
+        + _pinning(machine)
+        + _idle(report)
+        + _speed(report),
         "",
     ]
     for title, header, rows in tables(report):
@@ -396,6 +399,19 @@ def _pinning(machine: dict[str, Any]) -> str:
         f"generators on core {','.join(map(str, pins['generator']))} (taskset); the scaling "
         "runs' master and workers were not pinned."
     )
+
+
+def _idle(report: dict[str, Any]) -> str:
+    idle = report.get("cpu_idle")
+    if not idle:
+        return ""
+    if idle.get("mode") == "poll":
+        return (
+            " Idle CPUs polled instead of halting for the whole run (a 0 µs wake-up latency "
+            f"request held on /dev/cpu_dma_latency; {idle.get('deep_idle_entries', '?')} "
+            "halting idle entries in all)."
+        )
+    return f" Idle CPUs could halt (the machine's default idle: {idle.get('reason')})."
 
 
 def _speed(report: dict[str, Any]) -> str:

@@ -1,0 +1,96 @@
+"""Keep the CPUs out of deep idle states while the bench measures.
+
+A loopback request/response at 1,000 req/s leaves both cores idle most of the time, so
+nearly every message wakes a sleeping CPU. On a virtual machine that wake-up is a halted
+vCPU the hypervisor has to schedule again, and how long that takes depends on what the
+*host* is doing: on the 2-core VM the results were recorded on, a 32-byte TCP ping-pong
+measured 24–37 µs p50 (spread ~50%) with the CPUs allowed to halt and 17–18 µs (spread ~6%)
+with them polling instead, alternated in one run. The same wake-ups were the largest part of
+the 6–24% drift of request latencies between two full benches.
+
+So, like ``tuned``'s latency profiles and cyclictest, the bench asks the kernel's PM QoS
+interface for a CPU wake-up latency of 0 µs (``/dev/cpu_dma_latency``) for as long as it
+runs: the idle loop polls instead of halting. Time spent polling is still idle time in
+``/proc/stat``, and process CPU seconds are unchanged, so every CPU figure means what it did.
+The request is dropped when the file is closed, i.e. when the bench ends or dies. Opening the
+file needs root; without it the bench runs with the machine's default idle and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["QOS_DEVICE", "deep_idle_entries", "idle_states", "shallow_idle"]
+
+QOS_DEVICE = Path("/dev/cpu_dma_latency")
+_CPUIDLE = Path("/sys/devices/system/cpu/cpuidle")
+
+
+def idle_states(cpu: int = 0) -> dict[str, Any]:
+    """The cpuidle driver and the idle states of ``cpu`` (name and exit latency in µs)."""
+    base = Path(f"/sys/devices/system/cpu/cpu{cpu}/cpuidle")
+    states = []
+    for state in sorted(base.glob("state*"), key=lambda p: int(p.name[5:])):
+        try:
+            name = (state / "name").read_text().strip()
+            latency = int((state / "latency").read_text())
+        except (OSError, ValueError):
+            continue
+        states.append({"name": name, "exit_latency_us": latency})
+    try:
+        driver = (_CPUIDLE / "current_driver").read_text().strip()
+    except OSError:
+        driver = None
+    return {"driver": driver, "states": states}
+
+
+def deep_idle_entries() -> int:
+    """How many times any CPU has entered an idle state with a non-zero exit latency."""
+    total = 0
+    for state in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpuidle/state*"):
+        try:
+            if int((state / "latency").read_text()) > 0:
+                total += int((state / "usage").read_text())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+@contextlib.contextmanager
+def shallow_idle(enabled: bool = True, device: Path = QOS_DEVICE) -> Iterator[dict[str, Any]]:
+    """Hold a 0 µs CPU wake-up latency request for the body of the ``with``.
+
+    Yields what was done, for the report: ``mode`` is ``"poll"`` when the request is held,
+    ``"default"`` when it was not asked for or could not be made (``reason`` says why). When
+    held, ``deep_idle_entries`` is filled in on the way out: how often a CPU still entered a
+    halting idle state meanwhile (near 0 when the kernel honoured the request).
+    """
+    info: dict[str, Any] = {**idle_states(), "requested": enabled}
+    if not enabled:
+        yield {**info, "mode": "default", "reason": "not requested (--idle default)"}
+        return
+    try:
+        fd = os.open(device, os.O_WRONLY)
+    except OSError as exc:
+        yield {**info, "mode": "default", "reason": f"cannot open {device}: {exc.strerror}"}
+        return
+    try:
+        # The kernel takes a native 32-bit integer in µs and keeps it while the file is open.
+        os.write(fd, struct.pack("=i", 0))
+    except OSError as exc:
+        os.close(fd)
+        yield {**info, "mode": "default", "reason": f"cannot write {device}: {exc.strerror}"}
+        return
+    held = {**info, "mode": "poll", "reason": f"0 µs wake-up latency held on {device}"}
+    before = deep_idle_entries()
+    try:
+        yield held
+    finally:
+        # The evidence that the request took effect: CPUs that still halted while it was held.
+        held["deep_idle_entries"] = deep_idle_entries() - before
+        os.close(fd)
