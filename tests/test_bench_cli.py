@@ -34,6 +34,8 @@ def test_quick_scaling_part_writes_json_markdown_and_page(tmp_path: Path):
             "--quick",
             "--only",
             "scaling",
+            "--idle",
+            "poll",
             "--out",
             str(out),
         ],
@@ -62,7 +64,7 @@ def test_quick_scaling_part_writes_json_markdown_and_page(tmp_path: Path):
     assert all(row["median_ms"] > 0 for row in probe["cores"].values())
     assert report["speed_summary"]["probes"] == 1
     assert "Core speed" in (out / "results.md").read_text()
-    # The CPUs polled instead of halting for the run (CI runs as root), and the page says so.
+    # --idle poll: the CPUs polled instead of halting (CI runs as root), and the page says so.
     assert report["cpu_idle"]["mode"] == "poll", report["cpu_idle"]["reason"]
     assert report["cpu_idle"]["deep_idle_entries"] < 100
     assert "polled instead of halting" in (out / "results.md").read_text()

@@ -80,6 +80,22 @@ def test_markdown_has_a_table_per_part_and_the_claims_with_verdicts():
     assert "280 + 260" in text
 
 
+def test_the_page_says_how_the_cpus_idled():
+    report = _report()
+    assert "Idle CPUs" not in markdown(report)  # a run recorded before the option existed
+    report["cpu_idle"] = {"mode": "poll", "requested": True, "deep_idle_entries": 3}
+    assert "polled instead of halting" in markdown(report)
+    assert "3 halting idle entries" in markdown(report)
+    report["cpu_idle"] = {"mode": "default", "requested": False, "driver": "haltpoll"}
+    assert "idle driver (haltpoll) decided" in markdown(report)
+    report["cpu_idle"] = {
+        "mode": "default",
+        "requested": True,
+        "reason": "cannot open /dev/cpu_dma_latency: Permission denied",
+    }
+    assert "asked for, but cannot open /dev/cpu_dma_latency: Permission denied" in markdown(report)
+
+
 def test_html_page_is_self_contained_with_tables_and_charts():
     page = render_html(_report())
     assert page.startswith("<!doctype html>")

@@ -1,7 +1,7 @@
 """``wirelab bench``: run the comparisons, repeat them, write JSON, Markdown and an HTML page.
 
     wirelab bench [--quick] [--out DIR] [--repeat N] [--only request,push,connections,peers,scaling]
-                  [--idle poll|default]
+                  [--idle default|poll]
 
 Exit codes: 0 the page was written (a part that failed is recorded in the JSON with its
 error), 2 usage error.
@@ -169,10 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--idle",
         choices=("poll", "default"),
-        default="poll",
-        help="poll (default): hold a 0 µs CPU wake-up latency request for the run, so idle "
-        "CPUs poll instead of halting (needs root; see wirelab.bench.idle); default: leave "
-        "the machine's idle as it is",
+        default="default",
+        help="default: leave the machine's CPU idle as it is; poll: hold a 0 µs CPU wake-up "
+        "latency request for the run, so idle CPUs poll instead of halting (needs root; "
+        "lower loopback latency, but on the VM the results were recorded on it made runs "
+        "less reproducible, see wirelab.bench.idle)",
     )
     parser.add_argument(
         "--render",

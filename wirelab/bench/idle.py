@@ -3,17 +3,32 @@
 A loopback request/response at 1,000 req/s leaves both cores idle most of the time, so
 nearly every message wakes a sleeping CPU. On a virtual machine that wake-up is a halted
 vCPU the hypervisor has to schedule again, and how long that takes depends on what the
-*host* is doing: on the 2-core VM the results were recorded on, a 32-byte TCP ping-pong
-measured 24–37 µs p50 (spread ~50%) with the CPUs allowed to halt and 17–18 µs (spread ~6%)
-with them polling instead, alternated in one run. The same wake-ups were the largest part of
-the 6–24% drift of request latencies between two full benches.
+*host* is doing. On the 2-core VM the results were recorded on, alternating in one session:
+a 32-byte TCP ping-pong between two processes measured 24–37 µs p50 with the CPUs allowed
+to halt and 17–18 µs with them polling; ``wirelab bench --quick --only request``, twice
+each way, gave REST keep-alive p50 0.40–0.50 ms and server CPU per request 0.096–0.125 ms
+halting, 0.24–0.25 ms and 0.075–0.080 ms polling (WebSocket 0.30–0.35 against 0.14–0.18 ms
+p50). Woken from a halt, the process also pays for the wake-up in its own CPU seconds.
 
-So, like ``tuned``'s latency profiles and cyclictest, the bench asks the kernel's PM QoS
-interface for a CPU wake-up latency of 0 µs (``/dev/cpu_dma_latency``) for as long as it
-runs: the idle loop polls instead of halting. Time spent polling is still idle time in
-``/proc/stat``, and process CPU seconds are unchanged, so every CPU figure means what it did.
-The request is dropped when the file is closed, i.e. when the bench ends or dies. Opening the
-file needs root; without it the bench runs with the machine's default idle and says so.
+``wirelab bench --idle poll`` does what ``tuned``'s latency profiles and cyclictest do: it
+asks the kernel's PM QoS interface for a CPU wake-up latency of 0 µs
+(``/dev/cpu_dma_latency``) for as long as it runs, so the idle loop polls instead of
+halting. Time spent polling is still idle time in ``/proc/stat`` and is charged to no
+process, so every CPU figure keeps its meaning (what the process itself ran); the figures are
+lower because no process pays for a wake-up any more, as none would on a machine busy enough
+not to idle. The request is dropped when the file is closed, i.e. when the bench ends or
+dies. Opening the file needs root; without it the bench says so and runs as it would have.
+
+It is not the default because it did not make runs more reproducible here. Two full runs
+with it (``benchmarks/results/idle-poll/``) against the two committed without it: REST
+keep-alive p50 0.26 / 0.27 ms against 0.36 / 0.43, WebSocket 0.18 / 0.23 against 0.29 /
+0.34, server CPU per REST request 0.057 / 0.063 ms against 0.097 / 0.108; but the spread
+between a run's repetitions grew (REST keep-alive p50 17% and 51% against 8% and 14%) and
+65 of 88 headline figures were within ±15% between the two runs against 74. Halting was
+not what made runs drift: the host's speed for Python work did (plain Locust's requests per
+CPU-second moved 5.3k–8.5k between the three repetitions of one polling run). Why polling
+widened the spread was not established; a vCPU that never halts leaves its host less room,
+which a busy host may answer by descheduling it at random moments.
 """
 
 from __future__ import annotations
@@ -72,7 +87,7 @@ def shallow_idle(enabled: bool = True, device: Path = QOS_DEVICE) -> Iterator[di
     """
     info: dict[str, Any] = {**idle_states(), "requested": enabled}
     if not enabled:
-        yield {**info, "mode": "default", "reason": "not requested (--idle default)"}
+        yield {**info, "mode": "default", "reason": "not requested"}
         return
     try:
         fd = os.open(device, os.O_WRONLY)

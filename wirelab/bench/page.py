@@ -411,7 +411,9 @@ def _idle(report: dict[str, Any]) -> str:
             f"request held on /dev/cpu_dma_latency; {idle.get('deep_idle_entries', '?')} "
             "halting idle entries in all)."
         )
-    return f" Idle CPUs could halt (the machine's default idle: {idle.get('reason')})."
+    if idle.get("requested"):
+        return f" Idle CPUs could halt: --idle poll was asked for, but {idle.get('reason')}."
+    return f" Idle CPUs halted as the machine's idle driver ({idle.get('driver')}) decided."
 
 
 def _speed(report: dict[str, Any]) -> str:
