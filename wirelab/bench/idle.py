@@ -76,6 +76,21 @@ def deep_idle_entries() -> int:
     return total
 
 
+def _request_no_wakeup_latency(device: Path) -> tuple[int | None, str]:
+    """Open ``device`` and write a 0 µs request: the open file descriptor, or why not."""
+    try:
+        fd = os.open(device, os.O_WRONLY)
+    except OSError as exc:
+        return None, f"cannot open {device}: {exc.strerror}"
+    try:
+        # The kernel takes a native 32-bit integer in µs and keeps it while the file is open.
+        os.write(fd, struct.pack("=i", 0))
+    except OSError as exc:
+        os.close(fd)
+        return None, f"cannot write {device}: {exc.strerror}"
+    return fd, f"0 µs wake-up latency held on {device}"
+
+
 @contextlib.contextmanager
 def shallow_idle(enabled: bool = True, device: Path = QOS_DEVICE) -> Iterator[dict[str, Any]]:
     """Hold a 0 µs CPU wake-up latency request for the body of the ``with``.
@@ -85,23 +100,12 @@ def shallow_idle(enabled: bool = True, device: Path = QOS_DEVICE) -> Iterator[di
     held, ``deep_idle_entries`` is filled in on the way out: how often a CPU still entered a
     halting idle state meanwhile (near 0 when the kernel honoured the request).
     """
-    info: dict[str, Any] = {**idle_states(), "requested": enabled}
-    if not enabled:
-        yield {**info, "mode": "default", "reason": "not requested"}
+    fd, reason = _request_no_wakeup_latency(device) if enabled else (None, "not requested")
+    info: dict[str, Any] = {**idle_states(), "requested": enabled, "reason": reason}
+    if fd is None:
+        yield {**info, "mode": "default"}
         return
-    try:
-        fd = os.open(device, os.O_WRONLY)
-    except OSError as exc:
-        yield {**info, "mode": "default", "reason": f"cannot open {device}: {exc.strerror}"}
-        return
-    try:
-        # The kernel takes a native 32-bit integer in µs and keeps it while the file is open.
-        os.write(fd, struct.pack("=i", 0))
-    except OSError as exc:
-        os.close(fd)
-        yield {**info, "mode": "default", "reason": f"cannot write {device}: {exc.strerror}"}
-        return
-    held = {**info, "mode": "poll", "reason": f"0 µs wake-up latency held on {device}"}
+    held = {**info, "mode": "poll"}
     before = deep_idle_entries()
     try:
         yield held
