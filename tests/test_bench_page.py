@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wirelab.bench.claims import build_claims
-from wirelab.bench.page import markdown, render_html
+from wirelab.bench.page import _fmt, markdown, render_html
 from wirelab.bench.stats import summarize_runs
 
 
@@ -102,3 +102,12 @@ def test_html_page_is_self_contained_with_tables_and_charts():
     assert page.count("<table>") >= 8
     assert "<svg" in page
     assert "<script" not in page
+
+
+def test_counts_from_an_even_number_of_repetitions_print_as_counts() -> None:
+    """Six repetitions' median of 75 and 81 events is 78.0; the table says 78, and keeps
+    the decimal where there is one."""
+    assert _fmt({"median": 78.0, "spread_pct": 7.7, "n": 6}) == "78"
+    assert _fmt(362.2) == "362.2"
+    assert _fmt(6023.5) == "6,024"
+    assert _fmt(4.5) == "4.5"

@@ -29,7 +29,8 @@ def _fmt(value: Any, digits: int = 3) -> str:  # noqa: PLR0911 - one return per 
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if abs(value) >= 1000:
+        # A median of an even number of repetitions is a float even for counts (78.0).
+        if abs(value) >= 1000 or (abs(value) >= 10 and value.is_integer()):
             return f"{value:,.0f}"
         return f"{value:.{digits}g}" if abs(value) < 10 else f"{value:,.1f}"
     if isinstance(value, int):
