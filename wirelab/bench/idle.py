@@ -20,7 +20,8 @@ not to idle. The request is dropped when the file is closed, i.e. when the bench
 dies. Opening the file needs root; without it the bench says so and runs as it would have.
 
 It is not the default because it did not make runs more reproducible here. Two full runs
-with it (``benchmarks/results/idle-poll/``) against the two committed without it: REST
+with it (``benchmarks/results/idle-poll/``) against the two three-repetition runs then
+committed without it (the same evening; since replaced by six-repetition runs): REST
 keep-alive p50 0.26 / 0.27 ms against 0.36 / 0.43, WebSocket 0.18 / 0.23 against 0.29 /
 0.34, server CPU per REST request 0.057 / 0.063 ms against 0.097 / 0.108; but the spread
 between a run's repetitions grew (REST keep-alive p50 17% and 51% against 8% and 14%) and
