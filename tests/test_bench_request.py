@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from wirelab.bench import request
 from wirelab.bench.request import (
+    bisect_rates,
+    ceiling,
     figures,
     measure_request,
     measures_target,
@@ -76,6 +79,73 @@ def test_a_step_the_target_could_not_hold_sets_the_ceiling_and_names_the_target(
     row = summarize_ladder("REST", steps, RATES, step(1000))
     assert row["max_sustained_rate"] == 1000
     assert row["limited_by"] == "target"
+
+
+def test_bisection_halves_the_last_gap_towards_the_rate_that_holds():
+    # A generator that runs out of CPU at 1,800 req/s: the doubling ladder alone says
+    # 1,000 (2,000 failed); three halvings say 1,750.
+    tried: list[float] = []
+
+    def measure(rate: float) -> bool:
+        tried.append(rate)
+        return rate < 1800
+
+    bisect_rates(1000, 2000, measure, 3)
+    assert tried == [1500, 1750, 1875]
+    tried.clear()
+    bisect_rates(1000, 2000, lambda rate: tried.append(rate) or False, 3)
+    assert tried == [1500, 1250, 1125]
+
+
+def test_bisection_stops_when_the_gap_has_no_whole_rate_left():
+    tried: list[float] = []
+    bisect_rates(10, 12, lambda rate: tried.append(rate) or True, 5)
+    assert tried == [11]
+
+
+def test_bisection_rungs_set_the_ceiling_and_the_lowest_failure_names_who_ended_it():
+    # As the ladder runs them: doubling up to the failure, then 1,500 held, 1,750 failed
+    # (generator), 1,625 held.
+    steps = [
+        step(200),
+        step(1000),
+        step(2000, held=False, side="target"),
+        step(1500),
+        step(1750, side="generator"),
+        step(1625),
+    ]
+    best, end = ceiling(steps)
+    assert (best["rate"], end["rate"]) == (1625, 1750)
+    row = summarize_ladder("REST", steps, RATES, step(1000))
+    assert row["max_sustained_rate"] == 1625 and row["max_sustained_rps"] == 1625.5
+    assert row["limited_by"] == "generator" and not row["ladder_top_reached"]
+
+
+def test_the_ladder_runs_its_bisection_rungs_after_the_rung_that_ended_it(monkeypatch):
+    """The ladder's own order of runs, with recorded runs in place of the generator (the
+    real path is the tiny real repetition below): p99 over the bound from 1,800 req/s."""
+    runs: list[float] = []
+
+    def recorded(workdir, target, cls, rate, **options):
+        runs.append(rate)
+        p99_us = 1_000.0 if rate < 1800 else 90_000.0
+        return {
+            **run([500.0] * 97 + [p99_us] * 3, target_cpu_s=0.1, generator_cpu_s=0.1),
+            "rate": rate,
+        }
+
+    monkeypatch.setattr(request, "_run", recorded)
+    steps = request._ladder(None, None, "grpc", RATES, 50, 3, {}, lambda line: None)
+    # 2,000 missed and was run once more; each bisection rung that missed, likewise.
+    assert runs == [200, 1000, 2000, 2000, 1500, 1750, 1875, 1875]
+    assert [s["rate"] for s in steps] == [200, 1000, 2000, 1500, 1750, 1875]
+    assert summarize_ladder("gRPC", steps, RATES, step(1000))["max_sustained_rate"] == 1750
+
+
+def test_without_a_rung_that_held_there_is_no_ceiling():
+    row = summarize_ladder("REST", [step(200, held=False, side="target")], RATES, step(200))
+    assert row["max_sustained_rate"] == 0.0 and row["limited_by"] == "target"
+    assert ceiling([]) == (None, None)
 
 
 def test_a_busy_target_that_still_held_its_rate_counts():

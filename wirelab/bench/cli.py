@@ -55,6 +55,7 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
                 "rates": [200, 1000],
                 "fixed_rate": 1000,
                 "fixed_slices": 2,
+                "refine": 2,
                 "duration": 3,
                 "users": 32,
                 "payload": 64,
@@ -82,6 +83,9 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
             "fixed_rate": 1000,
             # Four 4 s slices at the fixed rate, interleaved with the other variants'.
             "fixed_slices": 4,
+            # The doubling ladder's last gap halved three times: the ceiling to an eighth of
+            # it (see wirelab.bench.request), ~30 s more per repetition.
+            "refine": 3,
             "duration": 4,
             "users": 48,
             "payload": 64,

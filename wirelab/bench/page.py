@@ -472,11 +472,12 @@ def render_html(report: dict[str, Any]) -> str:
     ladder: dict[str, list[tuple[float, float]]] = {}
     for rep in report.get("repetitions", [])[:1]:
         for row in (rep.get("request") or {}).values():
-            ladder[row["label"]] = [
+            # Sorted: the bisection rungs run after the rung that ended the ladder.
+            ladder[row["label"]] = sorted(
                 (step["rate"], step["p99_ms"])
                 for step in row["steps"]
                 if step["p99_ms"] is not None
-            ]
+            )
     if ladder:
         parts.append(_chart(ladder, "p99 (ms) by offered rate (req/s), first repetition", "ms"))
     scaling = (report.get("summary") or {}).get("scaling") or {}
