@@ -23,6 +23,12 @@ def test_unknown_part_is_a_usage_error(capsys):
     assert "unknown part" in capsys.readouterr().err
 
 
+def test_a_negative_refine_is_a_usage_error_before_anything_runs(capsys, tmp_path: Path):
+    assert main(["--refine", "-1", "--out", str(tmp_path / "bench")]) == 2
+    assert "--refine must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
+
+
 @pytest.mark.timeout(120)
 def test_quick_scaling_part_writes_json_markdown_and_page(tmp_path: Path):
     out = tmp_path / "bench"

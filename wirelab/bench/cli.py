@@ -55,7 +55,6 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
                 "rates": [200, 1000],
                 "fixed_rate": 1000,
                 "fixed_slices": 2,
-                "refine": 2,
                 "duration": 3,
                 "users": 32,
                 "payload": 64,
@@ -83,9 +82,6 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
             "fixed_rate": 1000,
             # Four 4 s slices at the fixed rate, interleaved with the other variants'.
             "fixed_slices": 4,
-            # The doubling ladder's last gap halved three times: the ceiling to an eighth of
-            # it (see wirelab.bench.request), ~30 s more per repetition.
-            "refine": 3,
             "duration": 4,
             "users": 48,
             "payload": 64,
@@ -180,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         "less reproducible, see wirelab.bench.idle)",
     )
     parser.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="N",
+        help="halve the gap between the request ladder's last held rung and the first that "
+        "was not N times (default 0: the doubling ladder; see benchmarks/results/refine-3)",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="only rewrite results.md and index.html from "
@@ -210,10 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     # Six, not three: the host's speed for Python work moves within minutes, and two runs'
     # medians of three agreed within 15% on 74-83 of 88 figures, of six on 86 (README).
     repeat = args.repeat or (1 if args.quick else 6)
-    if repeat < 1:
-        sys.stderr.write("wirelab bench: --repeat must be at least 1\n")
+    bad = (
+        "--repeat must be at least 1"
+        if repeat < 1
+        else "--refine must be 0 or more"
+        if args.refine < 0
+        else None
+    )
+    if bad:
+        sys.stderr.write(f"wirelab bench: {bad}\n")
         return 2
     settings = settings_for(args.quick)
+    # Off by default: with it, two runs' ceilings followed the host's speed like a
+    # closed-loop figure (18-25% apart; benchmarks/results/refine-3/README.md).
+    settings["request"]["refine"] = args.refine
     parts = [
         p
         for p in ("request", "push", "push_quiet", "connections", "peers", "scaling")

@@ -17,12 +17,13 @@ Each variant has one target process for the whole repetition. Two measurements r
   rung held or failed from one repetition to the next with the generator at 97-99% of its
   core either way). The ceiling is then the last step held with the generator under its
   limit, and ``limited_by`` says "generator".
-- **Bisection** between the last rung that held and the first that did not (``refine``
-  rungs). The ladder doubles, so on its own it turns a ceiling that wobbles by 10% into a
-  2x jump when the wobble straddles a rung: REST with a new connection per request read
-  2,000 req/s in four of one run's six repetitions and 1,000 in all six of the next, its
-  generator at 79-97% of its core at 2,000 either side of the limit. Three halvings of the
-  last gap put the ceiling within an eighth of it.
+- **Bisection** (optional, ``refine`` rungs) between the last rung that held and the first
+  that did not. The ladder doubles, so on its own it turns a ceiling that wobbles by 10%
+  into a 2x jump when the wobble straddles a rung (REST with a new connection per request
+  read 2,000 req/s in four of one run's six repetitions and 1,000 in all six of the next,
+  its generator at 79-97% of its core at 2,000). Halving the gap removes the jump but makes
+  the ceiling follow the generator's speed everywhere: with three halvings two full runs'
+  ceilings were 3-25% apart (benchmarks/results/refine-3), so it is off by default.
 """
 
 from __future__ import annotations
