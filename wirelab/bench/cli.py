@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = settings_for(args.quick)
     # Off by default: with it, two runs' ceilings followed the host's speed like a
-    # closed-loop figure (18-25% apart; benchmarks/results/refine-3/README.md).
+    # closed-loop figure (3-25% apart; benchmarks/results/refine-3/README.md).
     settings["request"]["refine"] = args.refine
     parts = [
         p

@@ -29,6 +29,7 @@ Each variant has one target process for the whole repetition. Two measurements r
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +257,7 @@ def ceiling(
     return max(below, key=lambda step: step["rate"], default=None), end
 
 
-def bisect_rates(held: float, failed: float, measure: Any, times: int) -> None:
+def bisect_rates(held: float, failed: float, measure: Callable[[float], bool], times: int) -> None:
     """Halve the gap between a rate that ``held`` and one that ``failed`` ``times`` times:
     ``measure(rate)`` runs a rung and says whether it measured the target."""
     for _ in range(times):
