@@ -153,6 +153,15 @@ def run_part(part: str, settings: dict[str, Any], workdir: Path) -> dict[str, An
     raise ValueError(part)
 
 
+def _bad_counts(repeat: int, refine: int) -> str | None:
+    """What is wrong with the repetition and halving counts, if anything."""
+    if repeat < 1:
+        return "--repeat must be at least 1"
+    if refine < 0:
+        return "--refine must be 0 or more"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wirelab bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small runs, one repetition: minutes")
@@ -214,13 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     # Six, not three: the host's speed for Python work moves within minutes, and two runs'
     # medians of three agreed within 15% on 74-83 of 88 figures, of six on 86 (README).
     repeat = args.repeat or (1 if args.quick else 6)
-    bad = (
-        "--repeat must be at least 1"
-        if repeat < 1
-        else "--refine must be 0 or more"
-        if args.refine < 0
-        else None
-    )
+    bad = _bad_counts(repeat, args.refine)
     if bad:
         sys.stderr.write(f"wirelab bench: {bad}\n")
         return 2
