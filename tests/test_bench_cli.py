@@ -16,6 +16,7 @@ import pytest
 
 from wirelab.bench.cli import main
 from wirelab.bench.lab import cores, pinned
+from wirelab.bench.stats import summarize_runs
 
 
 def test_unknown_part_is_a_usage_error(capsys):
@@ -27,6 +28,49 @@ def test_a_negative_refine_is_a_usage_error_before_anything_runs(capsys, tmp_pat
     assert main(["--refine", "-1", "--out", str(tmp_path / "bench")]) == 2
     assert "--refine must be 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "bench").exists()
+
+
+def test_zero_repetitions_is_a_usage_error_not_the_default(capsys, tmp_path: Path):
+    assert main(["--repeat", "0", "--out", str(tmp_path / "bench")]) == 2
+    assert "--repeat must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
+
+
+def _recorded_run(out: Path, ceilings: dict[str, tuple[float, str]], p50_ms: float) -> None:
+    """A bench.json with two repetitions of the request part: (ceiling, limited by)."""
+    reps = [
+        {
+            "request": {
+                variant: {"p50_ms": p50_ms, "max_sustained_rps": rps, "limited_by": limit}
+                for variant, (rps, limit) in ceilings.items()
+            }
+        }
+        for _ in range(2)
+    ]
+    out.mkdir()
+    summary = {"request": summarize_runs([rep["request"] for rep in reps])}
+    (out / "bench.json").write_text(json.dumps({"summary": summary, "repetitions": reps}))
+
+
+def test_comparing_runs_leaves_out_ceilings_that_are_lower_bounds_in_both(capsys, tmp_path):
+    """REST's ladders ended at the generator in both runs (2,000 and 1,000: both "at least"),
+    gRPC's at the target in one: that one is a measurement and its miss counts."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    _recorded_run(first, {"rest": (2000.0, "generator"), "grpc": (2000.0, "target")}, 1.0)
+    _recorded_run(second, {"rest": (1000.0, "ladder end"), "grpc": (1000.0, "generator")}, 1.1)
+    assert main(["--out", str(first), "--compare", str(second)]) == 0
+    result = json.loads((first / "reproducibility.json").read_text())
+    assert set(result["rows"]) == {
+        "request.rest.p50_ms",
+        "request.grpc.p50_ms",
+        "request.grpc.max_sustained_rps",
+    }
+    assert result["rows"]["request.grpc.max_sustained_rps"]["within"] is False
+    assert (result["within"], result["compared"]) == (2, 3)
+    assert result["lower_bounds"] == {
+        "request.rest.max_sustained_rps": {"first": 2000.0, "second": 1000.0, "diff_pct": 66.7}
+    }
+    assert "not compared: 1 ceiling(s)" in capsys.readouterr().out
 
 
 @pytest.mark.timeout(120)

@@ -33,7 +33,8 @@ def _rep(scale: float) -> dict:
         },
         "push": {
             "sse": {"label": "SSE", "lag_p50_ms": 1.5, "lag_p99_ms": 4.0, "delivered": 100,
-                    "expected": 101, "bytes_per_event_down": 125.0, "bytes_per_event_up": 0.0},
+                    "expected": 101, "bytes_per_event_down": 125.0, "bytes_per_event_up": 0.0,
+                    "generator_cpu_s_per_1k_events": 0.05},
             "short_poll": {"label": "short poll (1 s)", "lag_p50_ms": 500.0, "wasted_pct": 10.0,
                            "requests_per_event": 0.1, "delivered": 90, "expected": 101},
             "ws": {"label": "WebSocket", "frame_overhead_bytes": 4.0},
@@ -78,6 +79,13 @@ def test_markdown_has_a_table_per_part_and_the_claims_with_verdicts():
     assert "`wirelab bench --repeat 2`" in text
     assert "**held**" in text  # REST p50 / WS p50 = 2.0 and 2.4 against a claimed 3.0
     assert "280 + 260" in text
+    # Ladders the generator or the top rate ended are lower bounds; the target's is not.
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "| ≥ 1,000 (1,000 / 1,000) | generator |" in rows["| REST keep-alive"]
+    assert "| ≥ 2,000 (2,000 / 2,000) | ladder end |" in rows["| WebSocket echo"]
+    assert "| 500 (500 / 500) | – |" in rows["| REST new connection"]
+    # 20 clients x 0.05 ms of generator CPU per event: 1 ms to read an event on all of them.
+    assert "| 0.05 (±0%) | 1 | – |" in rows["| SSE"]
 
 
 def test_the_page_says_how_the_cpus_idled():

@@ -12,6 +12,7 @@ from wirelab.bench.request import (
     bisect_rates,
     ceiling,
     figures,
+    lower_bound,
     measure_request,
     measures_target,
     merge_runs,
@@ -146,6 +147,30 @@ def test_without_a_rung_that_held_there_is_no_ceiling():
     row = summarize_ladder("REST", [step(200, held=False, side="target")], RATES, step(200))
     assert row["max_sustained_rate"] == 0.0 and row["limited_by"] == "target"
     assert ceiling([]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("limited_by", "expected"),
+    [
+        ("generator", True),
+        ("ladder end", True),
+        ("generator (starts late) on a busy host", True),
+        (["generator", "ladder end", "generator"], True),
+        (["generator", "target"], False),
+        ("target", False),
+        ("lanes busy (slow answers)", False),
+        ("host", False),
+        (None, False),
+        ([None, "generator"], False),
+        ([], False),
+    ],
+)
+def test_a_ceiling_is_a_lower_bound_only_when_no_ladder_ended_at_the_target(
+    limited_by: Any, expected: bool
+):
+    """One repetition whose ladder the target or its slow answers ended makes the median a
+    measurement of the target: it is compared like any other figure."""
+    assert lower_bound(limited_by) is expected
 
 
 def test_a_busy_target_that_still_held_its_rate_counts():

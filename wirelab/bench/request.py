@@ -16,7 +16,9 @@ Each variant has one target process for the whole repetition. Two measurements r
   generator, not the protocol, whether it held or not (on the bench VM gRPC's 4,000 req/s
   rung held or failed from one repetition to the next with the generator at 97-99% of its
   core either way). The ceiling is then the last step held with the generator under its
-  limit, and ``limited_by`` says "generator".
+  limit, and ``limited_by`` says "generator". Such a ceiling, or one at the ladder's top
+  rate, is only a lower bound of the target's (:func:`lower_bound`): the page prints it
+  with "≥" and comparing two runs leaves it out.
 - **Bisection** (optional, ``refine`` rungs) between the last rung that held and the first
   that did not. The ladder doubles, so on its own it turns a ceiling that wobbles by 10%
   into a 2x jump when the wobble straddles a rung (REST with a new connection per request
@@ -44,6 +46,7 @@ __all__ = [
     "bisect_rates",
     "ceiling",
     "figures",
+    "lower_bound",
     "measure_request",
     "measures_target",
     "merge_runs",
@@ -255,6 +258,17 @@ def ceiling(
         if measures_target(step) and (end is None or step["rate"] < end["rate"])
     ]
     return max(below, key=lambda step: step["rate"], default=None), end
+
+
+def lower_bound(limited_by: str | list[str | None] | None) -> bool:
+    """Whether a ceiling is only a lower bound of the target's: what ended the ladder, in
+    every repetition ``limited_by`` summarises (one label, or a list when they differ), was
+    the generator's CPU or the ladder's top rate, never the target or its answers."""
+    labels = limited_by if isinstance(limited_by, list) else [limited_by]
+    return bool(labels) and all(
+        isinstance(label, str) and (label == "ladder end" or label.startswith("generator"))
+        for label in labels
+    )
 
 
 def bisect_rates(held: float, failed: float, measure: Callable[[float], bool], times: int) -> None:
