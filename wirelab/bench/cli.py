@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     # Six, not three: the host's speed for Python work moves within minutes, and two runs'
-    # medians of three agreed within 15% on 74-83 of 88 figures, of six on 86 (README).
+    # medians of three agreed within 15% on 74-83 of 88 figures, of six on 86 (README;
+    # counted before ceilings that are lower bounds were left out).
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 6)
     bad = _bad_counts(repeat, args.refine)
     if bad:

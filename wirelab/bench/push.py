@@ -10,10 +10,11 @@ by the kernel at the server's sockets over the steady state (every client connec
 payload, so HTTP headers and protocol framing are in).
 
 The clients share one generator process, which reads the N copies of each event in turn.
-With 50 clients, every mechanism's lag p50 on the bench VM sat at 0.6-1.3x half of the
+With 50 clients, every mechanism's lag p50 on the bench VM sat at 0.6-1.6x half of the
 generator's CPU to read one event on all of them (the page's *read-out*; correlation
-0.90-0.95 within each mechanism over 24 repetitions): the lags rank the clients' cost per
-event as much as the protocols, and the page shows the read-out beside them.
+0.78-0.92 within each mechanism over 36 repetitions of six runs): the lags rank the
+clients' cost per event as much as the protocols, and the page shows the read-out beside
+them.
 """
 
 from __future__ import annotations
