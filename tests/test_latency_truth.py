@@ -92,14 +92,19 @@ def _run_echo(targets, tmp_path, name: str, hooks: list[str], duration: str) -> 
 
 def test_reported_percentiles_match_an_injected_latency_mix(targets, tmp_path) -> None:
     """85% of requests held 5 ms, 15% held 50 ms: p50 ~5, p90 and p99 ~50. Reported p50, p90
-    and p99 (latency from the intended start, and service time) are within 2% + 1 ms of the
-    truth. Locust's own rounding alone would be off by up to 0.5 ms at 5 ms.
+    and p99 (latency from the intended start, and service time) lie, within 2% + 1 ms, between
+    what the target held at that percentile and that plus the loopback round trip's own
+    percentile.
 
     The truth a client can see is what the target held each request (its own exact
     ``test_hooks`` percentiles) plus the loopback round trip, which is not the load tool's
     to remove: on a 2-core VM a request that wakes two idle processes costs 0.5-1.5 ms. So a
     first run against a target with no hook measures that round trip at each percentile, in
-    the same conditions, and the truth is the held time plus it."""
+    the same conditions. The round trip is not the held time's twin, though: the requests at
+    the mix's p99 are the slowest-held ones with an ordinary round trip, not the slowest round
+    trips too, so held + round-trip p99 is a ceiling, not the figure (a CI run on a noisy host
+    measured a 4.2 ms round-trip p99 in the baseline and 0.7 ms over the held p99 in the mix).
+    A client cannot see a request answered sooner than the target held it, which is the floor."""
     base_row, _ = _run_echo(targets, tmp_path, "baseline", [], "8s")
     row, stats = _run_echo(targets, tmp_path, "mix", ["--test-latency", "85%:5ms,15%:50ms"], "15s")
     truth = stats["test_hooks"]
@@ -110,9 +115,13 @@ def test_reported_percentiles_match_an_injected_latency_mix(targets, tmp_path) -
     assert 4.5 <= held["p50"] <= 7 and 49.5 <= held["p90"] <= 55
     for kind in ("service_ms", "latency_ms"):
         for quantile in ("p50", "p90", "p99"):
-            expected = held[quantile] + base_row[kind][quantile]
-            error = abs(row[kind][quantile] - expected)
-            assert error <= 0.02 * expected + 1.0, (kind, quantile, row[kind], held, base_row)
+            floor = held[quantile]
+            ceiling = held[quantile] + base_row[kind][quantile]
+            slack = 0.02 * ceiling + 1.0
+            reported = row[kind][quantile]
+            assert floor - slack <= reported <= ceiling + slack, (
+                kind, quantile, row[kind], held, base_row,
+            )  # fmt: skip
     assert row.get("dropped", 0) == 0
 
 
