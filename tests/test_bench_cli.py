@@ -36,8 +36,11 @@ def test_zero_repetitions_is_a_usage_error_not_the_default(capsys, tmp_path: Pat
     assert not (tmp_path / "bench").exists()
 
 
-def _recorded_run(out: Path, ceilings: dict[str, tuple[float, str]], p50_ms: float) -> None:
-    """A bench.json with two repetitions of the request part: (ceiling, limited by)."""
+def _recorded_run(
+    out: Path, ceilings: dict[str, tuple[float, str]], p50_ms: float, steal: dict | None = None
+) -> None:
+    """A bench.json with two repetitions of the request part: (ceiling, limited by), and
+    the host-steal summary when one is given (runs recorded before it have none)."""
     reps = [
         {
             "request": {
@@ -49,14 +52,20 @@ def _recorded_run(out: Path, ceilings: dict[str, tuple[float, str]], p50_ms: flo
     ]
     out.mkdir()
     summary = {"request": summarize_runs([rep["request"] for rep in reps])}
-    (out / "bench.json").write_text(json.dumps({"summary": summary, "repetitions": reps}))
+    report = {"summary": summary, "repetitions": reps}
+    if steal is not None:
+        report["steal_summary"] = steal
+    (out / "bench.json").write_text(json.dumps(report))
 
 
 def test_comparing_runs_leaves_out_ceilings_that_are_lower_bounds_in_both(capsys, tmp_path):
     """REST's ladders ended at the generator in both runs (2,000 and 1,000: both "at least"),
     gRPC's at the target in one: that one is a measurement and its miss counts."""
     first, second = tmp_path / "first", tmp_path / "second"
-    _recorded_run(first, {"rest": (2000.0, "generator"), "grpc": (2000.0, "target")}, 1.0)
+    steal = {"intervals": 7, "steal_pct": 12.5, "worst_pct": 30.1, "worst_at": "rep 2 push start"}
+    _recorded_run(
+        first, {"rest": (2000.0, "generator"), "grpc": (2000.0, "target")}, 1.0, steal=steal
+    )
     _recorded_run(second, {"rest": (1000.0, "ladder end"), "grpc": (1000.0, "generator")}, 1.1)
     assert main(["--out", str(first), "--compare", str(second)]) == 0
     result = json.loads((first / "reproducibility.json").read_text())
@@ -70,7 +79,13 @@ def test_comparing_runs_leaves_out_ceilings_that_are_lower_bounds_in_both(capsys
     assert result["lower_bounds"] == {
         "request.rest.max_sustained_rps": {"first": 2000.0, "second": 1000.0, "diff_pct": 66.7}
     }
-    assert "not compared: 1 ceiling(s)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "not compared: 1 ceiling(s)" in printed
+    # The host's steal is printed for the run that recorded it, and only for that one.
+    assert result["steal"] == {str(first): steal, str(second): None}
+    assert f"host steal during {first}: 12.5% of the time" in printed
+    assert "30.1% in the part from 'rep 2 push start'" in printed
+    assert f"host steal during {second}" not in printed
 
 
 @pytest.mark.timeout(120)
@@ -114,6 +129,12 @@ def test_quick_scaling_part_writes_json_markdown_and_page(tmp_path: Path):
     assert all(row["median_ms"] > 0 for row in probe["cores"].values())
     assert report["speed_summary"]["probes"] == 1
     assert "Core speed" in (out / "results.md").read_text()
+    # /proc/stat was read at the part's start and at the end: one interval, on the page.
+    readings = [reading["at"] for reading in report["cpu_ticks"]]
+    assert readings == ["rep 1 scaling start", "rep 1 end"]
+    assert report["steal_summary"]["intervals"] == 1
+    assert 0 <= report["steal_summary"]["steal_pct"] <= 100
+    assert "Host steal" in (out / "results.md").read_text()
     # --idle poll: the CPUs polled instead of halting (CI runs as root), and the page says so.
     assert report["cpu_idle"]["mode"] == "poll", report["cpu_idle"]["reason"]
     assert report["cpu_idle"]["deep_idle_entries"] < 100

@@ -33,8 +33,8 @@ from .peers import measure_peers
 from .push import measure_push
 from .request import lower_bound, measure_request
 from .scaling import measure_scaling
+from .speed import cpu_ticks, steal_summary, summarize_probes
 from .speed import probe as speed_probe
-from .speed import summarize_probes
 from .stats import flatten_medians, reproducibility, summarize_runs
 
 __all__ = ["PARTS", "main", "settings_for"]
@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average": [],
         "speed": [],
+        "cpu_ticks": [],
         "repetitions": [],
         "errors": [],
     }
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         report["load_average"].append(
             {"at": label, "time": round(time.time()), "load": load_average()}
         )
+        report["cpu_ticks"].append({"at": label, "ticks": cpu_ticks()})
         if label.endswith(" start"):
             report["speed"].append({"at": label, "cores": speed_probe()})
 
@@ -277,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         part: summarize_runs([rep[part] for rep in reps if part in rep]) for part in parts
     }
     report["speed_summary"] = summarize_probes([p["cores"] for p in report["speed"]])
+    report["steal_summary"] = steal_summary(report["cpu_ticks"])
     report["claims"] = build_claims(report["repetitions"])
     args.out.mkdir(parents=True, exist_ok=True)
     # The figures first: a page that fails to render must not lose a twenty-minute run.
@@ -350,6 +353,10 @@ def _compare(out: Path, other: Path) -> int:
         str(out): first.get("speed_summary"),
         str(other): second.get("speed_summary"),
     }
+    result["steal"] = {
+        str(out): first.get("steal_summary"),
+        str(other): second.get("steal_summary"),
+    }
     (out / "reproducibility.json").write_text(json.dumps(result, indent=1) + "\n")
     for key, row in result["rows"].items():
         mark = "" if row["within"] else "  <-- outside"
@@ -385,6 +392,14 @@ def _compare(out: Path, other: Path) -> int:
                 f"core speed during {name}: {speed['median_ms']} ms of CPU per probe unit "
                 f"(median of {speed['probes']} probes; fastest unit {speed['fastest_ms']}, "
                 f"slowest {speed['slowest_ms']}: x{speed['slowest_over_fastest']})"
+            )
+    for name, steal in result["steal"].items():
+        # Runs recorded before the bench read /proc/stat have no steal figures.
+        if steal and steal.get("intervals"):
+            _say(
+                f"host steal during {name}: {steal['steal_pct']}% of the time the cores "
+                f"wanted to run (most: {steal['worst_pct']}% in the part from "
+                f"'{steal['worst_at']}')"
             )
     return 0
 

@@ -401,7 +401,8 @@ def markdown(report: dict[str, Any]) -> str:
         "medians (± half the spread between repetitions)."
         + _pinning(machine)
         + _idle(report)
-        + _speed(report),
+        + _speed(report)
+        + _steal(report),
         "",
     ]
     for title, header, rows in tables(report):
@@ -447,6 +448,18 @@ def _speed(report: dict[str, Any]) -> str:
         f"{speed['probes']} probes): median {speed['median_ms']} ms of CPU per unit, fastest "
         f"{speed['fastest_ms']}, slowest {speed['slowest_ms']} (x{speed['slowest_over_fastest']}"
         "); closed-loop throughput moves with it."
+    )
+
+
+def _steal(report: dict[str, Any]) -> str:
+    steal = report.get("steal_summary") or {}
+    if not steal.get("intervals"):
+        return ""
+    return (
+        f" Host steal (/proc/stat, read at every part's start and end): the hypervisor ran "
+        f"something else for {steal['steal_pct']}% of the time this VM's cores wanted to run "
+        f"(most: {steal['worst_pct']}%, in the part from '{steal['worst_at']}'); latency "
+        "percentiles and CPU per operation move with it."
     )
 
 
