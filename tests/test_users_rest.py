@@ -143,7 +143,11 @@ def test_a_failed_post_is_retried_once_with_the_same_idempotency_key(flaky_items
     first = stat(result, "rest", "rest POST /items")
     retry = stat(result, "rest", "rest POST /items retry")
     assert first["count"] > 3 and first["failures"] == first["count"]  # every first try: 503
-    assert retry["count"] == first["count"] and retry["failures"] == 0
+    # The run's end stops the user wherever it is, so the last first try may have no retry
+    # (seen in CI: 16 retries for 17 first tries); every earlier one has exactly one.
+    assert first["count"] - 1 <= retry["count"] <= first["count"] and retry["failures"] == 0
     assert result["contexts"]["rest POST /items retry"]["idempotent_replayed"] == retry["count"]
-    # Each key was sent exactly twice: the original and its one retry, never a third time.
+    # Each key was sent twice, the original and its one retry, never a third time; at most
+    # one (the one the run's end cut off) was sent only once.
     assert set(keys.values()) <= {1, 2} and sum(v == 2 for v in keys.values()) >= retry["count"]
+    assert sum(v == 1 for v in keys.values()) <= 1
