@@ -13,16 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .exitcodes import EXIT_OK, EXIT_USAGE
 from .exposure import is_loopback
+from .protocols import DEFAULT_PORTS, PROTOCOL_ORDER, target_urls
 from .units import parse_duration, parse_size
-
-EXIT_OK = 0
-EXIT_THRESHOLD_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INCOMPLETE = 3
-
-#: The protocols, in the order ``--port-base`` assigns ports to them.
-PROTOCOL_ORDER = ("rest", "sse", "ws", "grpc")
 
 
 class UsageError(Exception):
@@ -441,11 +435,7 @@ def _scenario_from(args: argparse.Namespace):  # -> Scenario (imported lazily)
 def _target_urls(args: argparse.Namespace) -> dict[str, str]:
     urls: dict[str, str] = {}
     if args.target_host:
-        from .lab.local import target_urls  # noqa: PLC0415
-
-        urls = target_urls(
-            args.target_host, dict(zip(PROTOCOL_ORDER, range(8080, 8084), strict=True))
-        )
+        urls = target_urls(args.target_host, DEFAULT_PORTS)
     for protocol in PROTOCOL_ORDER:
         explicit = getattr(args, f"{protocol}_url")
         if explicit:

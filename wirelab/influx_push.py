@@ -14,15 +14,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .exitcodes import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from .metrics.sinks import RejectedError, TransientError, open_transport, parse_sink_url
 
 __all__ = ["push_run"]
 
 logger = logging.getLogger("wirelab.influx_push")
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_INCOMPLETE = 3
 TIMESERIES_FILE = "timeseries.lp"
 DEFAULT_BATCH_POINTS = 5_000
 # A server that is briefly busy gets a few chances; one that is down fails the push fast.

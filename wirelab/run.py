@@ -15,15 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .exitcodes import EXIT_INCOMPLETE, EXIT_OK
 from .exposure import is_loopback
-from .lab.local import LabError, LocalLab, TargetSpec, local_lab, url_environment
+from .lab.local import LabError, LocalLab, TargetSpec, local_lab
 from .processes import sigterm_as_interrupt
+from .protocols import url_environment
 from .scenarios import USER_CLASSES, USER_PROTOCOL, Scenario
 from .thresholds import Threshold
-
-EXIT_OK = 0
-EXIT_THRESHOLD_FAILED = 1
-EXIT_INCOMPLETE = 3
 
 
 @dataclass(slots=True)

@@ -17,9 +17,9 @@ from typing import Any
 
 from ..probes import target_ready
 from ..processes import ManagedProcess, free_port, free_ports
+from ..protocols import PROTOCOL_ORDER, target_urls
 
 HOST = "127.0.0.1"
-PROTOCOL_ORDER = ("rest", "sse", "ws", "grpc")
 
 
 class LabError(RuntimeError):
@@ -36,30 +36,6 @@ class TargetSpec:
     retention: int = 10_000
     redis_url: str | None = None
     extra_args: list[str] = field(default_factory=list)
-
-
-def target_urls(host: str, ports: dict[str, int]) -> dict[str, str]:
-    """How each protocol's users reach a target on ``host``."""
-    urls: dict[str, str] = {}
-    for protocol, port in ports.items():
-        if protocol == "grpc":
-            urls[protocol] = f"{host}:{port}"
-        elif protocol == "ws":
-            urls[protocol] = f"ws://{host}:{port}"
-        else:
-            urls[protocol] = f"http://{host}:{port}"
-    return urls
-
-
-def url_environment(urls: dict[str, str]) -> dict[str, str]:
-    """The environment variables the user classes read their target addresses from."""
-    names = {
-        "rest": "WIRELAB_REST_URL",
-        "sse": "WIRELAB_SSE_URL",
-        "ws": "WIRELAB_WS_URL",
-        "grpc": "WIRELAB_GRPC_TARGET",
-    }
-    return {names[protocol]: url for protocol, url in urls.items() if protocol in names}
 
 
 class LocalLab:

@@ -51,9 +51,9 @@ from typing import Any
 
 from ..probes import target_ready
 from ..processes import ManagedProcess
+from ..protocols import PROTOCOL_ORDER
 
 HOST = "127.0.0.1"
-PROTOCOL_ORDER = ("rest", "sse", "ws", "grpc")
 #: Protocols served through HAProxy; gRPC balances client-side.
 PROXIED = ("rest", "sse", "ws")
 

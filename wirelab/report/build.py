@@ -6,6 +6,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from ..exitcodes import EXIT_INCOMPLETE, EXIT_OK, EXIT_THRESHOLD_FAILED
 from ..metrics.lineprotocol import encode, threshold_point
 from ..metrics.results import RunResults, load_results
 from ..metrics.sinks import open_transport, parse_sink_url
@@ -16,8 +17,6 @@ from .summary import OPEN_MODEL_NOTE, build_junit, build_summary
 
 if TYPE_CHECKING:
     from ..run import RunPlan
-
-EXIT_OK, EXIT_THRESHOLD_FAILED, EXIT_INCOMPLETE = 0, 1, 3
 
 
 def _load(plan: RunPlan, incomplete: list[str]) -> RunResults | None:

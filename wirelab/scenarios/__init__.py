@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..protocols import PROTOCOL_ORDER
 from ..units import parse_duration, parse_size
 from .actions import Action, LabShape, parse_actions, parse_lab, parse_replicas
 
@@ -132,7 +133,7 @@ class Scenario:
     def protocols(self) -> list[str]:
         """Target protocols this scenario needs, in a stable order."""
         needed = {USER_PROTOCOL[key] for key, count in self.users.items() if count > 0}
-        return [name for name in ("rest", "sse", "ws", "grpc") if name in needed]
+        return [name for name in PROTOCOL_ORDER if name in needed]
 
     def select_protocols(self, names: list[str]) -> None:
         """Keep only the users of ``names`` (``--protocols``); others drop to zero."""

@@ -64,6 +64,7 @@ from locust import events
 from locust.exception import StopTest
 from locust.runners import MasterRunner, WorkerRunner
 
+from ..protocols import URL_VARIABLES
 from ..reconnect import ReconnectPolicy
 from ..units import parse_size
 
@@ -100,24 +101,24 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option(
-        "rest_url", "--rest-url", "WIRELAB_REST_URL", "REST target base URL (http://host:port)."
+        "rest_url", "--rest-url", URL_VARIABLES["rest"], "REST target base URL (http://host:port)."
     ),
     Option(
         "sse_url",
         "--sse-url",
-        "WIRELAB_SSE_URL",
+        URL_VARIABLES["sse"],
         "SSE target base URL; several, comma-separated, are rotated through on reconnect.",
     ),
     Option(
         "ws_url",
         "--ws-url",
-        "WIRELAB_WS_URL",
+        URL_VARIABLES["ws"],
         "WebSocket target base URL (ws://host:port); several, comma-separated, rotate.",
     ),
     Option(
         "grpc_target",
         "--grpc-target",
-        "WIRELAB_GRPC_TARGET",
+        URL_VARIABLES["grpc"],
         "gRPC target host:port; several, comma-separated, are balanced round_robin.",
     ),
     Option(
