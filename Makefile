@@ -16,8 +16,13 @@ BIN := $(VENV)/bin
 # Touched after a successful install; older than pyproject.toml or the lock means reinstall.
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Arguments for `make bench`, passed to wirelab-bench as they are: make bench ARGS="--quick".
+ARGS ?=
+# The product (with its dev extra) and the benchmarks' own distribution, both editable: the
+# benchmarks are importable in the dev venv and never part of the wirelab wheel or image.
+INSTALL := -e '.[dev]' -e ./benchmarks
 
-.PHONY: venv lock system-deps lint test demo clean distclean
+.PHONY: venv lock system-deps lint test bench demo clean distclean
 
 venv: $(STAMP)
 
@@ -25,17 +30,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+$(STAMP): pyproject.toml benchmarks/pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt $(INSTALL)
 	touch $@
 
 # Regenerate the lock from the venv as it is. Without -c, pip adds whatever pyproject.toml
 # gained since the last lock but upgrades nothing; to move a pin, `$(BIN)/pip install -U NAME`
-# first. The project itself and the packaging tools are not pinned.
+# first. The project itself (and its benchmarks) and the packaging tools are not pinned.
 lock: | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(INSTALL)
 	$(BIN)/python -m pip freeze --exclude-editable \
-		| grep -v -E '^(pip|setuptools|wheel|wirelab)==|^#' > constraints.txt.new
+		| grep -v -E '^(pip|setuptools|wheel|wirelab|wirelab-bench)==|^#' > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	touch $(STAMP)
 
@@ -48,6 +53,11 @@ lint: venv
 
 test: system-deps venv lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The protocol shoot-out (see benchmarks/README.md); its peers (wrk, h2load, nginx) are
+# system packages.
+bench: system-deps venv
+	$(BIN)/wirelab-bench $(ARGS)
 
 demo: system-deps venv
 	$(BIN)/wirelab demo

@@ -33,8 +33,8 @@ import orjson
 import psutil
 import uvloop
 
-from wirelab.bench.rawws import client_frame, upgrade_request
 from wirelab.processes import ManagedProcess, free_port
+from wirelab_bench.rawws import client_frame, upgrade_request
 
 
 class WsSubscriber(asyncio.Protocol):

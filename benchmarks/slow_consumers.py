@@ -38,8 +38,8 @@ from pathlib import Path
 import psutil
 import websockets
 
-from wirelab.bench.rawws import client_frame, upgrade_request
 from wirelab.processes import ManagedProcess, free_port
+from wirelab_bench.rawws import client_frame, upgrade_request
 
 STALL_TIMEOUT_S = 10.0
 #: Seconds after the last stalled client connected by which every buffer is full.

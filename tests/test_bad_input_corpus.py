@@ -22,10 +22,10 @@ import pytest
 import websocket
 
 from tests.fixtures.targets import RunningTarget, TargetFactory
-from wirelab.bench.rawws import client_frame, upgrade_request
 from wirelab.sse_parser import SseParser
 from wirelab.targets.proto import wirelab_pb2 as pb
 from wirelab.targets.proto import wirelab_pb2_grpc as pb_grpc
+from wirelab_bench.rawws import client_frame, upgrade_request
 
 HEADER_TIMEOUT_S = 1.0
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from wirelab.bench.claims import CLAIMS, build_claims, verdict
-from wirelab.bench.stats import summarize
+from wirelab_bench.claims import CLAIMS, build_claims, verdict
+from wirelab_bench.stats import summarize
 
 
 def test_a_ratio_that_reaches_the_claim_is_held():

@@ -1,4 +1,4 @@
-"""``wirelab bench --quick --only scaling`` end to end on a tiny run (correctness, not speed)."""
+"""``wirelab-bench --quick --only scaling`` end to end on a tiny run (correctness, not speed)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from wirelab.bench.cli import main
-from wirelab.bench.lab import cores, pinned
-from wirelab.bench.stats import summarize_runs
+from wirelab_bench.cli import main
+from wirelab_bench.lab import cores, pinned
+from wirelab_bench.stats import summarize_runs
 
 
 def test_unknown_part_is_a_usage_error(capsys):
@@ -34,6 +34,36 @@ def test_zero_repetitions_is_a_usage_error_not_the_default(capsys, tmp_path: Pat
     assert main(["--repeat", "0", "--out", str(tmp_path / "bench")]) == 2
     assert "--repeat must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "bench").exists()
+
+
+def test_wirelab_bench_still_runs_the_bench_for_one_release_with_a_warning():
+    done = subprocess.run(
+        [sys.executable, "-m", "wirelab", "bench", "--repeat", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    warning, *rest = done.stderr.splitlines()
+    assert warning == (
+        "wirelab: warning: `wirelab bench` is deprecated and goes in the next release: "
+        "run `wirelab-bench`"
+    )
+    assert rest == ["wirelab-bench: --repeat must be at least 1"]  # the bench's own check
+
+
+def test_without_the_benchmarks_installed_wirelab_bench_names_the_new_command():
+    """An installed wirelab (no source checkout): one line, exit 2, no traceback."""
+    program = (
+        "import sys; sys.modules['wirelab_bench'] = None\n"  # as where it is not installed
+        "from wirelab.cli import main; sys.exit(main(['bench', '--quick']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "wirelab: error: `wirelab bench` is now `wirelab-bench` (`make bench`) in a source "
+        "checkout; it is not part of the installed package"
+    ]
 
 
 def _recorded_run(
@@ -95,7 +125,7 @@ def test_quick_scaling_part_writes_json_markdown_and_page(tmp_path: Path):
         [
             sys.executable,
             "-m",
-            "wirelab.bench.cli",
+            "wirelab_bench.cli",
             "--quick",
             "--only",
             "scaling",
@@ -147,7 +177,7 @@ def test_quick_scaling_part_writes_json_markdown_and_page(tmp_path: Path):
 def test_a_cancelled_bench_stops_every_process_it_started(tmp_path: Path):
     """SIGTERM mid-part (a CI runner cancelling): exit 130, no target or generator left."""
     bench = subprocess.Popen(
-        [sys.executable, "-m", "wirelab.bench.cli", "--quick", "--only", "request",
+        [sys.executable, "-m", "wirelab_bench.cli", "--quick", "--only", "request",
          "--out", str(tmp_path / "bench")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wirelab.bench.connections import held_sample
+from wirelab_bench.connections import held_sample
 
 
 def samples(pairs: list[tuple[int, int]]) -> list[dict[str, int]]:

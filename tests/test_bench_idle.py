@@ -1,4 +1,4 @@
-"""The bench's shallow-idle hold (``wirelab.bench.idle``), on the real PM QoS device.
+"""The bench's shallow-idle hold (``wirelab_bench.idle``), on the real PM QoS device.
 
 CI runs as root on a VM with a cpuidle driver, so the real ``/dev/cpu_dma_latency`` is
 opened; the fallbacks are exercised on paths that cannot be opened.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from wirelab.bench.idle import QOS_DEVICE, deep_idle_entries, idle_states, shallow_idle
+from wirelab_bench.idle import QOS_DEVICE, deep_idle_entries, idle_states, shallow_idle
 
 
 def _halts_while_napping(naps: int = 200) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from wirelab.bench.claims import build_claims
-from wirelab.bench.page import _fmt, markdown, render_html
-from wirelab.bench.stats import summarize_runs
+from wirelab_bench.claims import build_claims
+from wirelab_bench.page import _fmt, markdown, render_html
+from wirelab_bench.stats import summarize_runs
 
 
 def _rep(scale: float) -> dict:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wirelab.bench.lab import Target
-from wirelab.bench.peers import _relative, _rest_vs_nginx, _run_http_tools, merge_figures
+from wirelab_bench.lab import Target
+from wirelab_bench.peers import _relative, _rest_vs_nginx, _run_http_tools, merge_figures
 
 
 @pytest.mark.timeout(120)

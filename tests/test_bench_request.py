@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from wirelab.bench import request
-from wirelab.bench.request import (
+from wirelab.metrics.histogram import LogHistogram
+from wirelab_bench import request
+from wirelab_bench.request import (
     bisect_rates,
     ceiling,
     figures,
@@ -19,13 +20,12 @@ from wirelab.bench.request import (
     plan,
     summarize_ladder,
 )
-from wirelab.metrics.histogram import LogHistogram
 
 RATES = [200, 1000, 2000, 4000]
 
 
 def step(rate: float, *, held: bool = True, side: str | None = None, **extra: Any) -> dict:
-    """A step as :func:`wirelab.bench.request.figures` makes it (the figures the ladder reads)."""
+    """A step as :func:`wirelab_bench.request.figures` makes it (the figures the ladder reads)."""
     return {
         "rate": rate,
         "achieved_rps": rate + 0.5,
@@ -214,7 +214,7 @@ def test_no_slices_is_refused_before_anything_starts(tmp_path):
 
 
 def run(values_us: list[float], *, target_cpu_s: float, generator_cpu_s: float) -> dict:
-    """A run's raw parts as :func:`wirelab.bench.request._run` records them (10 s, 10 s wall)."""
+    """A run's raw parts as :func:`wirelab_bench.request._run` records them (10 s, 10 s wall)."""
     histogram = LogHistogram()
     for value in values_us:
         histogram.record(value)

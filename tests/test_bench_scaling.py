@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from wirelab.bench.scaling import merge_points, model
+from wirelab_bench.scaling import merge_points, model
 
 
 def point(rps: float, *, cpu_cores: float, intervals: int = 6, p99: float = 5.0) -> dict:
-    """A run as :func:`wirelab.bench.scaling.run_point` records it (8 s, one worker)."""
+    """A run as :func:`wirelab_bench.scaling.run_point` records it (8 s, one worker)."""
     return {
         "workers": 1,
         "requests": int(rps * 8),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from wirelab.bench.speed import cpu_ticks, probe, steal_summary, summarize_probes
+from wirelab_bench.speed import cpu_ticks, probe, steal_summary, summarize_probes
 
 
 def test_probe_times_the_unit_on_each_core_it_is_given():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from wirelab.bench.push import stream_totals
-from wirelab.bench.stats import (
+from wirelab.metrics.histogram import LogHistogram
+from wirelab_bench.push import stream_totals
+from wirelab_bench.stats import (
     histogram_ms,
     merge_wire,
     reproducibility,
@@ -13,7 +14,6 @@ from wirelab.bench.stats import (
     summarize,
     summarize_runs,
 )
-from wirelab.metrics.histogram import LogHistogram
 
 
 def test_summary_of_repetitions_is_median_range_and_spread():

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from wirelab.bench.wire import (
+from wirelab_bench.wire import (
     WireCounter,
     _next_frame,
     parse_ss,

@@ -7,6 +7,7 @@ Exit codes (headless): 0 success, 1 a threshold failed, 2 usage or configuration
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -207,10 +208,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
 
     bench = commands.add_parser(
         "bench",
-        help="the protocol shoot-out: reproducible benchmarks of every protocol",
+        help=f"deprecated: the protocol shoot-out is `{_BENCH_COMMAND}` of a source checkout",
         add_help=False,
     )
-    bench.add_argument("bench_args", nargs="*", help="see `wirelab bench --help`")
+    bench.add_argument("bench_args", nargs="*", help=f"see `{_BENCH_COMMAND} --help`")
 
     influx = commands.add_parser("influx", help="InfluxDB helpers")
     influx_commands = influx.add_subparsers(dest="influx_command", required=True)
@@ -547,14 +548,35 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(duration=args.duration, report_dir=args.report_dir)
 
 
+#: Where ``wirelab bench`` went: the console script of benchmarks/ (``wirelab-bench``).
+_BENCH_COMMAND = "wirelab-bench"
+
+
+def _bench(argv: list[str]) -> int:
+    """``wirelab bench``, deprecated for one release: the benchmarks are not part of this
+    package any more. Where they are installed (a source checkout's venv) every argument
+    goes to them as it is, after a warning line; elsewhere it is a usage error."""
+    if importlib.util.find_spec("wirelab_bench") is None:
+        print(
+            f"wirelab: error: `wirelab bench` is now `{_BENCH_COMMAND}` (`make bench`) in a "
+            "source checkout; it is not part of the installed package",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    print(
+        f"wirelab: warning: `wirelab bench` is deprecated and goes in the next release: "
+        f"run `{_BENCH_COMMAND}`",
+        file=sys.stderr,
+    )
+    return importlib.import_module("wirelab_bench.cli").main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wirelab`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        # The bench has its own parser (wirelab.bench.cli): hand it every argument as is.
-        from .bench.cli import main as bench_main  # noqa: PLC0415 - heavy, only for bench
-
-        return bench_main(argv[1:])
+        # The bench has its own parser: hand it every argument as is.
+        return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -45,7 +45,7 @@ class Claim:
     inconclusive: bool = False
 
 
-def verdict(  # noqa: PLR0911 - one return per verdict rule
+def verdict(
     kind: str,
     claimed: float | tuple[float, float],
     measured: dict[str, Any],

@@ -5,12 +5,12 @@ nearly every message wakes a sleeping CPU. On a virtual machine that wake-up is 
 vCPU the hypervisor has to schedule again, and how long that takes depends on what the
 *host* is doing. On the 2-core VM the results were recorded on, alternating in one session:
 a 32-byte TCP ping-pong between two processes measured 24–37 µs p50 with the CPUs allowed
-to halt and 17–18 µs with them polling; ``wirelab bench --quick --only request``, twice
+to halt and 17–18 µs with them polling; ``wirelab-bench --quick --only request``, twice
 each way, gave REST keep-alive p50 0.40–0.50 ms and server CPU per request 0.096–0.125 ms
 halting, 0.24–0.25 ms and 0.075–0.080 ms polling (WebSocket 0.30–0.35 against 0.14–0.18 ms
 p50). Woken from a halt, the process also pays for the wake-up in its own CPU seconds.
 
-``wirelab bench --idle poll`` does what ``tuned``'s latency profiles and cyclictest do: it
+``wirelab-bench --idle poll`` does what ``tuned``'s latency profiles and cyclictest do: it
 asks the kernel's PM QoS interface for a CPU wake-up latency of 0 µs
 (``/dev/cpu_dma_latency``) for as long as it runs, so the idle loop polls instead of
 halting. Time spent polling is still idle time in ``/proc/stat`` and is charged to no

@@ -1,6 +1,6 @@
-"""``wirelab bench``: run the comparisons, repeat them, write JSON, Markdown and an HTML page.
+"""``wirelab-bench``: run the comparisons, repeat them, write JSON, Markdown and an HTML page.
 
-    wirelab bench [--quick] [--out DIR] [--repeat N] [--only request,push,connections,peers,scaling]
+    wirelab-bench [--quick] [--out DIR] [--repeat N] [--only request,push,connections,peers,scaling]
                   [--idle default|poll]
 
 Exit codes: 0 the page was written (a part that failed is recorded in the JSON with its
@@ -23,7 +23,8 @@ from typing import Any
 
 import psutil
 
-from ..processes import sigterm_as_interrupt
+from wirelab.processes import sigterm_as_interrupt
+
 from .claims import build_claims
 from .connections import measure_connections
 from .idle import shallow_idle
@@ -37,7 +38,10 @@ from .speed import cpu_ticks, steal_summary, summarize_probes
 from .speed import probe as speed_probe
 from .stats import flatten_medians, reproducibility, summarize_runs
 
-__all__ = ["PARTS", "main", "settings_for"]
+__all__ = ["PARTS", "PROG", "main", "settings_for"]
+
+#: The command, as people type it (the console script of the ``wirelab-bench`` distribution).
+PROG = "wirelab-bench"
 
 PARTS = ("request", "push", "connections", "peers", "scaling")
 
@@ -163,7 +167,8 @@ def _bad_counts(repeat: int, refine: int) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wirelab bench", description=__doc__.splitlines()[0])
+    """Entry point of the ``wirelab-bench`` console script (and ``make bench``)."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small runs, one repetition: minutes")
     parser.add_argument(
         "--out",
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         help="default: leave the machine's CPU idle as it is; poll: hold a 0 µs CPU wake-up "
         "latency request for the run, so idle CPUs poll instead of halting (needs root; "
         "lower loopback latency, but on the VM the results were recorded on it made runs "
-        "less reproducible, see wirelab.bench.idle)",
+        "less reproducible, see wirelab_bench.idle)",
     )
     parser.add_argument(
         "--refine",
@@ -216,9 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = [part for part in wanted if part not in PARTS]
     if unknown or not wanted:
-        sys.stderr.write(
-            f"wirelab bench: unknown part(s) {unknown}; choose from {', '.join(PARTS)}\n"
-        )
+        sys.stderr.write(f"{PROG}: unknown part(s) {unknown}; choose from {', '.join(PARTS)}\n")
         return 2
     # Six, not three: the host's speed for Python work moves within minutes, and two runs'
     # medians of three agreed within 15% on 74-83 of 88 figures, of six on 86 (README;
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 6)
     bad = _bad_counts(repeat, args.refine)
     if bad:
-        sys.stderr.write(f"wirelab bench: {bad}\n")
+        sys.stderr.write(f"{PROG}: {bad}\n")
         return 2
     settings = settings_for(args.quick)
     # Off by default: with it, two runs' ceilings followed the host's speed like a
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in ("request", "push", "push_quiet", "connections", "peers", "scaling")
         if (p if p != "push_quiet" else "push") in wanted and settings.get(p)
     ]
-    command = "wirelab bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"{PROG} " + " ".join(argv if argv is not None else sys.argv[1:])
     report: dict[str, Any] = {
         "command": command.strip(),
         "quick": args.quick,
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"CPU idle: {idle['mode']} ({idle['reason']})")
             _measure(report, parts, repeat, settings, note_load)
     except KeyboardInterrupt:
-        _say("wirelab bench: interrupted; nothing written")
+        _say(f"{PROG}: interrupted; nothing written")
         return 130
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -22,7 +22,7 @@ def _med(value: Any) -> Any:
     return value
 
 
-def _fmt(value: Any, digits: int = 3) -> str:  # noqa: PLR0911 - one return per kind
+def _fmt(value: Any, digits: int = 3) -> str:
     value = _med(value)
     if value is None:
         return "–"
@@ -46,7 +46,7 @@ def _spread(value: Any) -> str:
     return _fmt(value)
 
 
-def tables(report: dict[str, Any]) -> list[Table]:  # noqa: PLR0912 - one branch per part
+def tables(report: dict[str, Any]) -> list[Table]:
     """Every table of the report: title, header, rows (cells are summaries or values)."""
     summary = report.get("summary", {})
     out: list[Table] = []

@@ -1,4 +1,4 @@
-"""``wirelab bench``: the protocol shoot-out, measured on this machine.
+"""``wirelab-bench``: the protocol shoot-out, measured on this machine.
 
 Each part is a module of its own: :mod:`.request` (request/response), :mod:`.push` (the same
 feed over five push mechanisms), :mod:`.connections` (memory per idle connection),
