@@ -94,8 +94,12 @@ def test_the_page_says_how_the_cpus_idled():
     report["cpu_idle"] = {"mode": "poll", "requested": True, "deep_idle_entries": 3}
     assert "polled instead of halting" in markdown(report)
     assert "3 halting idle entries" in markdown(report)
+    report["cpu_idle"] = {"mode": "poll", "requested": True, "deep_idle_entries": None}
+    assert "no idle states to count halts in" in markdown(report)
     report["cpu_idle"] = {"mode": "default", "requested": False, "driver": "haltpoll"}
     assert "idle driver (haltpoll) decided" in markdown(report)
+    report["cpu_idle"] = {"mode": "default", "requested": False, "driver": None}
+    assert "without a cpuidle driver" in markdown(report)
     report["cpu_idle"] = {
         "mode": "default",
         "requested": True,

@@ -429,14 +429,21 @@ def _idle(report: dict[str, Any]) -> str:
     if not idle:
         return ""
     if idle.get("mode") == "poll":
+        entries = idle.get("deep_idle_entries")
+        counted = (
+            f"{entries} halting idle entries in all"
+            if entries is not None
+            else "the machine has no idle states to count halts in"
+        )
         return (
             " Idle CPUs polled instead of halting for the whole run (a 0 µs wake-up latency "
-            f"request held on /dev/cpu_dma_latency; {idle.get('deep_idle_entries', '?')} "
-            "halting idle entries in all)."
+            f"request held on /dev/cpu_dma_latency; {counted})."
         )
     if idle.get("requested"):
         return f" Idle CPUs could halt: --idle poll was asked for, but {idle.get('reason')}."
-    return f" Idle CPUs halted as the machine's idle driver ({idle.get('driver')}) decided."
+    if not idle.get("driver"):
+        return " Idle CPUs idled as the kernel does without a cpuidle driver."
+    return f" Idle CPUs halted as the machine's idle driver ({idle['driver']}) decided."
 
 
 def _speed(report: dict[str, Any]) -> str:
