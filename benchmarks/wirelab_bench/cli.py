@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="halve the gap between the request ladder's last held rung and the first that "
-        "was not N times (default 0: the doubling ladder; see benchmarks/results/refine-3)",
+        "was not N times (default 0: the doubling ladder; see benchmarks/README.md)",
     )
     parser.add_argument(
         "--render",
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = settings_for(args.quick)
     # Off by default: with it, two runs' ceilings followed the host's speed like a
-    # closed-loop figure (3-25% apart; benchmarks/results/refine-3/README.md).
+    # closed-loop figure (3-25% apart; benchmarks/README.md, Earlier recorded runs).
     settings["request"]["refine"] = args.refine
     parts = [
         p

@@ -25,7 +25,8 @@ Each variant has one target process for the whole repetition. Two measurements r
   read 2,000 req/s in four of one run's six repetitions and 1,000 in all six of the next,
   its generator at 79-97% of its core at 2,000). Halving the gap removes the jump but makes
   the ceiling follow the generator's speed everywhere: with three halvings two full runs'
-  ceilings were 3-25% apart (benchmarks/results/refine-3), so it is off by default.
+  ceilings were 3-25% apart (benchmarks/README.md, Earlier recorded runs), so it is off by
+  default.
 """
 
 from __future__ import annotations
