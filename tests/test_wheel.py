@@ -13,6 +13,8 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
+from email.message import Message
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]
         yield archive
 
 
+def _metadata(wheel: zipfile.ZipFile) -> Message:
+    (name,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    return Parser().parsestr(wheel.read(name).decode())
+
+
 @pytest.mark.timeout(180)
 def test_the_wheel_holds_the_product_and_no_benchmark_code(wheel: zipfile.ZipFile) -> None:
     names = wheel.namelist()
@@ -52,6 +59,17 @@ def test_the_wheel_holds_the_product_and_no_benchmark_code(wheel: zipfile.ZipFil
     bench = [n for n in names if n.startswith(("wirelab/bench/", "wirelab_bench/", "benchmarks/"))]
     assert bench == [], bench
     assert not [n for n in names if n.startswith(("tests/", "wirelab/tests/"))]
+
+
+@pytest.mark.timeout(180)
+def test_the_kubernetes_client_is_an_extra_that_dev_includes(wheel: zipfile.ZipFile) -> None:
+    metadata = _metadata(wheel)
+    requires = metadata.get_all("Requires-Dist")
+    assert "kubernetes" in metadata.get_all("Provides-Extra")
+    core = [r for r in requires if "extra ==" not in r]
+    assert not [r for r in core if r.lower().startswith("kubernetes")], core
+    assert any(r.startswith("kubernetes>=") and 'extra == "kubernetes"' in r for r in requires)
+    assert any(r.startswith("wirelab[kubernetes]") and 'extra == "dev"' in r for r in requires)
 
 
 _IMPORT_EVERYTHING = """
@@ -71,14 +89,15 @@ print(json.dumps({"imported": names, "loaded": loaded}))
 
 
 @pytest.mark.timeout(120)
-def test_importing_every_product_module_never_loads_the_bench():
-    """The bench is a separate distribution: importing any module of the product loads none
-    of it."""
+def test_importing_every_product_module_loads_neither_the_bench_nor_the_kubernetes_client():
+    """The bench is a separate distribution and the Kubernetes client an extra: importing any
+    module of the product (the Kubernetes orchestrator's own included) loads neither."""
     done = subprocess.run(
         [sys.executable, "-c", _IMPORT_EVERYTHING],
         capture_output=True, text=True, timeout=110, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.splitlines()[-1])
-    assert len(found["imported"]) > 50
+    assert "wirelab.lab.kubernetes" in found["imported"] and len(found["imported"]) > 50
     assert "wirelab_bench" not in found["loaded"]
+    assert "kubernetes" not in found["loaded"]

@@ -32,6 +32,7 @@ Configuration is in-cluster (the pod's ServiceAccount) or the user's kubeconfig,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -45,14 +46,35 @@ from .orchestrator import ActionResult, OrchestratorError
 
 __all__ = [
     "ADMIN_PORT",
+    "KUBERNETES_EXTRA",
     "RESTARTED_AT",
     "SERVICES_ENV",
     "TARGET_SERVICES",
     "KubernetesOrchestrator",
+    "MissingClientError",
     "chart_deployment_name",
     "chart_label_selector",
+    "require_client",
     "rollout_progress",
 ]
+
+#: The extra that installs the Kubernetes client: ``pip install 'wirelab[kubernetes]'``.
+KUBERNETES_EXTRA = "kubernetes"
+
+
+class MissingClientError(OrchestratorError):
+    """The ``kubernetes`` package is not installed: the installation lacks the extra."""
+
+
+def require_client() -> None:
+    """Raise :class:`MissingClientError`, naming the extra, unless the Kubernetes client is
+    installed. It is imported only where a call needs it: the rest of wirelab runs without."""
+    if importlib.util.find_spec("kubernetes") is None:
+        raise MissingClientError(
+            "the Kubernetes orchestrator needs the Kubernetes client: "
+            f"pip install 'wirelab[{KUBERNETES_EXTRA}]'"
+        )
+
 
 #: The pod-template annotation whose change makes the Deployment replace every pod.
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -159,6 +181,7 @@ class KubernetesOrchestrator:
         admin_port: int = ADMIN_PORT,
         services: Sequence[str] = TARGET_SERVICES,
     ) -> None:
+        require_client()
         from kubernetes import client  # noqa: PLC0415 - only runs that use a cluster need it
 
         self.namespace = namespace

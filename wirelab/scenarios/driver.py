@@ -32,12 +32,16 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import gevent
 
+from ..exitcodes import EXIT_USAGE
+from ..lab.kubernetes import KubernetesOrchestrator, MissingClientError, require_client
+from ..lab.orchestrator import OrchestratorError
 from .actions import Action
 
 __all__ = [
@@ -233,7 +237,8 @@ def orchestrator_from_environment(env: dict[str, str] | None = None) -> Any:
     Unset or ``local``: the local lab's control API (``WIRELAB_CONTROL_URL``/``_TOKEN``),
     or ``None`` when there is none. An orchestrator that cannot be set up (no Kubernetes
     credentials, an unknown name) is logged and returned as one whose every action fails
-    with that reason.
+    with that reason; an installation without the ``kubernetes`` extra raises
+    :class:`~wirelab.lab.kubernetes.MissingClientError` instead.
     """
     import os  # noqa: PLC0415
 
@@ -244,9 +249,9 @@ def orchestrator_from_environment(env: dict[str, str] | None = None) -> Any:
 
         return ControlClient.from_environment(env)
     if kind == "kubernetes":
-        from ..lab.kubernetes import KubernetesOrchestrator  # noqa: PLC0415
-        from ..lab.orchestrator import OrchestratorError  # noqa: PLC0415
-
+        # Not an orchestrator whose actions fail: an installation without the extra cannot
+        # run what was asked, so MissingClientError goes to the caller (exit 2 in install()).
+        require_client()
         try:
             return KubernetesOrchestrator.from_environment(env)
         except (OrchestratorError, ImportError, ValueError) as exc:
@@ -286,7 +291,12 @@ def install(
     def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         if runner is None or isinstance(runner, locust.runners.WorkerRunner):
             return
-        client = orchestrator if orchestrator is not None else orchestrator_from_environment()
+        try:
+            client = orchestrator if orchestrator is not None else orchestrator_from_environment()
+        except MissingClientError as exc:
+            # Before any load: one line and the usage exit code, as for any bad setting.
+            sys.stderr.write(f"wirelab: error: {exc}\n")
+            raise SystemExit(EXIT_USAGE) from None
         if client is None:
             if plan:
                 log.warning("no lab control API in the environment: scenario actions skipped")
