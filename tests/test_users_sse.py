@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.test_run import target_stats
 from tests.test_users_support import (
     REPO,
     assert_no_failures,
@@ -188,7 +189,13 @@ def test_a_silent_stream_is_detected_as_a_zombie_and_replaced(module_targets, tm
         env=harness_env(), cwd=REPO,
     ) as harness:  # fmt: skip
         try:
-            time.sleep(2.0)
+            # Stop the server once the stream is open, however long the harness took to
+            # start (seconds on a loaded machine), and a few heartbeats have come through.
+            deadline = time.monotonic() + 30
+            while target_stats(target, "sse")["streams_opened"] < 1:
+                assert time.monotonic() < deadline, "the user never opened its stream"
+                time.sleep(0.1)
+            time.sleep(0.6)
             target.process.signal(signal.SIGSTOP)
             time.sleep(1.8)
         finally:
