@@ -51,7 +51,8 @@ SPAWN_A_CHILD_THAT_SPAWNS = """
         "grandchild = ManagedProcess(['sleep', '300'], name='sleeper').start(); "
         "print(grandchild.pid, flush=True); time.sleep(300)"
     )
-    child = ManagedProcess([{python!r}, "-c", inner], name="middle", log_path=pathlib.Path({log!r})).start()
+    log = pathlib.Path({log!r})
+    child = ManagedProcess([{python!r}, "-c", inner], name="middle", log_path=log).start()
     print(child.pid, flush=True)
     time.sleep(300)
 """

@@ -28,7 +28,7 @@ as the local lab's protocols do in parallel.
 
 Every API call is tried again while its failure is transient (429 with its ``Retry-After``,
 500/502/503/504, a refused or reset connection), with backoff, and never past the action's
-deadline; a rollout or readiness wait counts a call that kept failing so as "not yet" and
+deadline; a rollout or readiness wait counts a poll that kept failing as "not yet" and
 polls on until its deadline. A permanent error (403, 404, 422...) fails the action at once
 with the API's message. See :mod:`.kubernetes_retry`.
 
