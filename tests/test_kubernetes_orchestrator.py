@@ -7,6 +7,9 @@ label selector, DELETE a pod. It keeps Deployments and pods as JSON and plays th
 controller: every GET of a Deployment moves a rollout or a scale one step on (or not at all,
 for a stuck rollout). The real ``kubernetes`` client, its serialisation and urllib3 all run;
 only the cluster is simulated. ``scripts/cluster-smoke.sh`` exercises the real thing.
+
+The fake can also misbehave the way a real API server does under load or while it restarts
+(:meth:`FakeCluster.fail`): answer 429 with ``Retry-After``, 503, or reset the connection.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import itertools
 import json
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +33,7 @@ from urllib.request import Request as UrlRequest
 from urllib.request import urlopen
 
 import pytest
+import urllib3
 from kubernetes import client
 
 from tests.test_bad_input_corpus import LAST_CLOSED_BY_SERVER, read_until_closed
@@ -38,11 +43,15 @@ from wirelab.lab.kubernetes import (
     chart_deployment_name,
     chart_label_selector,
 )
+from wirelab.lab.kubernetes_retry import RetryPolicy, TransientApiError, retry_after
 from wirelab.lab.monitor import TargetMonitor
 from wirelab.lab.orchestrator import Orchestrator, OrchestratorError
 from wirelab.processes import free_port
 
 NAMESPACE = "lab"
+#: Quick retries, so that a test of a failure takes milliseconds; the cap leaves room for
+#: the Retry-After of the 429 tests (a hint is honoured up to the cap).
+FAST_RETRY = RetryPolicy(attempts=4, base=0.01, cap=5.0)
 
 
 @dataclass
@@ -52,6 +61,35 @@ class Request:
     query: dict[str, list[str]]
     content_type: str
     body: Any
+    #: When it arrived (monotonic): retries are checked against Retry-After with it.
+    at: float = field(default_factory=time.monotonic)
+    #: The fault it met instead of an answer (see FakeCluster.fail), if any.
+    fault: str | None = None
+
+
+@dataclass
+class Fault:
+    """What the fake API does instead of answering: an HTTP status (a Kubernetes Status
+    body, ``Retry-After`` if given), ``"reset"`` (the connection reset before the request
+    is processed) or ``"reset_after"`` (processed, then reset instead of the answer)."""
+
+    method: str
+    path_part: str
+    kind: int | str
+    times: int
+    retry_after: str | None = None
+    #: Matching requests let through before the first one fails.
+    skip: int = 0
+
+    def hits(self, method: str, path: str) -> bool:
+        """Whether this request meets the fault (and counts it)."""
+        if self.times <= 0 or method != self.method or self.path_part not in path:
+            return False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        self.times -= 1
+        return True
 
 
 @dataclass
@@ -80,8 +118,25 @@ class FakeCluster:
         self.pod_details: dict[str, dict[str, Any]] = {}
         self.requests: list[Request] = []
         self.forbidden: set[tuple[str, str]] = set()  # (method, path prefix)
+        self.faults: list[Fault] = []
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
+
+    def fail(
+        self,
+        method: str,
+        path_part: str,
+        kind: int | str,
+        *,
+        times: int = 1,
+        retry_after: str | None = None,
+        skip: int = 0,
+    ) -> Fault:
+        """The next ``times`` ``method`` requests whose path holds ``path_part`` (after
+        ``skip`` of them went through) fail so."""
+        fault = Fault(method, path_part, kind, times, retry_after, skip)
+        self.faults.append(fault)
+        return fault
 
     def add_deployment(self, name: str, labels: dict[str, str], replicas: int) -> FakeDeployment:
         deployment = FakeDeployment(name, labels, replicas)
@@ -237,13 +292,21 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def _reply(self, code: int, payload: dict[str, Any]) -> None:
+        def _reply(self, code: int, payload: dict[str, Any], retry_after: str | None = None):
             data = json.dumps(payload).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
             self.end_headers()
             self.wfile.write(data)
+
+        def _reset(self) -> None:
+            """Close with a TCP RST (linger 0): the client reads ECONNRESET."""
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
 
         def _handle(self) -> None:
             parts = urlsplit(self.path)
@@ -258,12 +321,23 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
             )
             with cluster.lock:
                 cluster.requests.append(request)
+                fault = next((f for f in cluster.faults if f.hits(self.command, parts.path)), None)
+                if fault is not None:
+                    request.fault = str(fault.kind)
                 for method, prefix in cluster.forbidden:
                     if method == self.command and parts.path.startswith(prefix):
                         self._reply(403, _status(403, "Forbidden", "pods is forbidden"))
                         return
-                code, payload = self._route(request)
-            self._reply(code, payload)
+                if fault is None or fault.kind == "reset_after":
+                    code, payload = self._route(request)
+            if fault is None:
+                self._reply(code, payload)
+            elif isinstance(fault.kind, int):
+                reason = {429: "TooManyRequests", 503: "ServiceUnavailable"}.get(fault.kind, "")
+                message = f"fake API server: injected {fault.kind}"
+                self._reply(fault.kind, _status(fault.kind, reason, message), fault.retry_after)
+            else:
+                self._reset()
 
         def _route(self, r: Request) -> tuple[int, dict[str, Any]]:
             if r.path.startswith(deployments):
@@ -276,11 +350,12 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                 if r.method == "PATCH":
                     spec = (r.body or {}).get("spec", {})
                     annotations = spec.get("template", {}).get("metadata", {}).get("annotations")
-                    if annotations:
+                    # As the real API: the same values again change nothing, no new rollout.
+                    if annotations and annotations.items() - d.template_annotations.items():
                         d.template_annotations.update(annotations)
                         d.old, d.current = d.old + d.current, []
                         d.generation += 1
-                    if "replicas" in spec:
+                    if "replicas" in spec and spec["replicas"] != d.replicas:
                         d.replicas = spec["replicas"]
                         d.generation += 1
                     return 200, cluster.deployment_json(d)
@@ -351,6 +426,7 @@ def orchestrator_for(url: str, admin_token: str | None = None) -> KubernetesOrch
         poll_interval=0.01,
         request_timeout=5,
         admin_token=admin_token,
+        retry=FAST_RETRY,
     )
 
 
@@ -759,6 +835,7 @@ def test_an_unreachable_api_server_is_an_orchestrator_error():
         NAMESPACE,
         api_client=client.ApiClient(client.Configuration(host="http://127.0.0.1:9")),
         request_timeout=2,
+        retry=FAST_RETRY,
     )
     with pytest.raises(OrchestratorError, match="Kubernetes API unreachable"):
         closed.kill("ws", 1)
@@ -852,6 +929,7 @@ def orchestrator_of(url: str, services: tuple[str, ...]) -> KubernetesOrchestrat
         poll_interval=0.01,
         request_timeout=5,
         services=services,
+        retry=FAST_RETRY,
     )
 
 
@@ -983,3 +1061,190 @@ def test_from_environment_takes_what_all_means_from_the_chart(cluster, monkeypat
     assert KubernetesOrchestrator.from_environment(chart).services == ("rest", "sse", "ws", "grpc")
     some = KubernetesOrchestrator.from_environment({**chart, "WIRELAB_K8S_SERVICES": "ws, grpc"})
     assert some.services == ("ws", "grpc")
+
+
+# -- transient API errors: tried again with backoff; a wait counts them as "not yet" ---------
+#
+# What a real API server does under load or while it restarts, injected by the fake. Under
+# the orchestrator's retries urllib3 keeps its default ones: it repeats a GET or DELETE that
+# was reset, or answered 429/503 with a Retry-After, up to three times (honouring the
+# header) before the orchestrator sees a failure. The faults below outlast that (and, in a
+# wait, a whole call's attempts too). On a GET the 429 says ``Retry-After: 0``, to keep the
+# test quick: the patch's test checks that a Retry-After of 1 s is waited for.
+
+TRANSIENT = {
+    "429 with Retry-After": {"kind": 429, "retry_after": "1"},
+    "503": {"kind": 503},
+    "connection reset": {"kind": "reset"},
+}
+#: urllib3's own retries (``Retry.DEFAULT``), under the orchestrator's.
+URLLIB3_RETRIES = urllib3.Retry.DEFAULT.total
+
+
+def on_a_get(fault: dict[str, Any]) -> dict[str, Any]:
+    return {**fault, "retry_after": "0"} if fault.get("retry_after") else fault
+
+
+def requests_per_call(method: str, fault: dict[str, Any]) -> int:
+    """Requests one orchestrator call makes before it gives up on ``fault``."""
+    repeated = method in ("GET", "DELETE") and (
+        fault["kind"] == "reset" or fault.get("retry_after") is not None
+    )
+    return FAST_RETRY.attempts * (1 + URLLIB3_RETRIES if repeated else 1)
+
+
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/"
+
+
+def retried_after(requests: list[Request]) -> list[float]:
+    """Seconds between consecutive requests."""
+    return [later.at - earlier.at for earlier, later in itertools.pairwise(requests)]
+
+
+@pytest.mark.parametrize("fault", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_a_transient_error_on_the_patch_is_retried_and_the_rollout_completes(cluster, fault):
+    state, url = cluster
+    ws = state.add_deployment("soak-wirelab-ws", chart_labels("ws"), replicas=2)
+    old = set(ws.current)
+    state.fail("PATCH", "soak-wirelab-ws", **fault)
+
+    result = orchestrator_for(url).rolling_restart("ws", timeout=30)
+
+    patches = state.of("PATCH")
+    assert [p.fault for p in patches] == [str(fault["kind"]), None]
+    assert ws.generation == 2, "one rollout, not one per attempt"
+    assert not ws.old and not set(ws.current) & old
+    assert result.affected == sorted(old)
+    if fault.get("retry_after"):  # honoured: the backoff alone would be ~10 ms
+        (gap,) = retried_after(patches)
+        assert gap >= 0.9, f"retried {gap:.2f}s after a 429 that asked for 1s"
+
+
+@pytest.mark.parametrize("fault", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_a_rollout_wait_counts_an_api_that_keeps_failing_as_not_yet(cluster, fault):
+    """More failures in a row than one call tries: the wait polls on past them."""
+    state, url = cluster
+    ws = state.add_deployment("soak-wirelab-ws", chart_labels("ws"), replicas=2)
+    fault = on_a_get(fault)
+    times = requests_per_call("GET", fault) + 1
+    injected = state.fail("GET", DEPLOYMENTS + "soak-wirelab-ws", times=times, **fault)
+
+    orchestrator_for(url).rolling_restart("ws", timeout=60)
+
+    assert injected.times == 0
+    gets = state.of("GET", DEPLOYMENTS)
+    assert len([g for g in gets if g.fault]) == times
+    assert gets[-1].fault is None
+    assert not ws.old and len(ws.current) == 2
+
+
+@pytest.mark.parametrize("fault", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_a_transient_error_on_the_pod_list_after_a_scale_is_retried(cluster, fault):
+    state, url = cluster
+    rest = state.add_deployment("soak-wirelab-rest", chart_labels("rest"), replicas=1)
+    # scale lists the pods before its patch and again once its wait is over: that one fails.
+    fault = on_a_get(fault)
+    failures = requests_per_call("GET", fault) - 1
+    state.fail("GET", "/pods", skip=1, times=failures, **fault)
+
+    result = orchestrator_for(url).scale("rest", 3, timeout=30)
+
+    assert [r.fault for r in state.of("GET", "/pods")] == [
+        None,
+        *[str(fault["kind"])] * failures,
+        None,
+    ]
+    assert len(rest.current) == 3
+    assert len(result.affected) == 2
+
+
+def test_a_transient_error_on_the_pod_list_of_a_kill_is_retried(cluster):
+    state, url = cluster
+    ws = state.add_deployment("soak-wirelab-ws", chart_labels("ws"), replicas=2)
+    state.fail("GET", "/pods", kind="reset", times=URLLIB3_RETRIES + 1)  # more than urllib3
+
+    result = orchestrator_for(url).kill("ws", 1)
+
+    assert len(ws.current) == 1 and result.affected
+    assert len(state.of("DELETE")) == 1
+
+
+def test_an_api_failing_until_the_deadline_fails_the_wait_with_its_last_error(cluster):
+    state, url = cluster
+    state.add_deployment("soak-wirelab-ws", chart_labels("ws"), replicas=2)
+    state.fail("GET", DEPLOYMENTS, kind=503, times=10**6)
+
+    started = time.monotonic()
+    with pytest.raises(OrchestratorError) as error:
+        orchestrator_for(url).rolling_restart("ws", timeout=1)
+
+    assert time.monotonic() - started < 10
+    message = str(error.value)
+    assert message.startswith("rolling restart of ws did not complete in 1s: ")
+    assert "the Kubernetes API kept failing (get deployment soak-wirelab-ws: HTTP 503 " in message
+    assert len(state.of("GET", DEPLOYMENTS)) > FAST_RETRY.attempts  # polled until the deadline
+
+
+def test_a_call_outside_a_wait_gives_up_after_its_attempts(cluster):
+    state, url = cluster
+    state.add_deployment("soak-wirelab-ws", chart_labels("ws"), replicas=2)
+    state.fail("GET", "/pods", kind=503, times=10**6)
+
+    with pytest.raises(TransientApiError) as error:
+        orchestrator_for(url).kill("ws", 1)
+
+    assert str(error.value) == (
+        "list pods app.kubernetes.io/name=wirelab,app.kubernetes.io/instance=soak,"
+        "app.kubernetes.io/component=ws: HTTP 503 fake API server: injected 503 "
+        f"(transient; gave up after {FAST_RETRY.attempts} attempts)"
+    )
+    assert len(state.of("GET", "/pods")) == FAST_RETRY.attempts
+    assert not state.of("DELETE")
+
+
+PERMANENT = {
+    "403 on the patch": ("PATCH", "soak-wirelab-ws", 403, "Role does not allow it"),
+    "404 in the wait": ("GET", DEPLOYMENTS, 404, "no such object"),
+    "422 on the patch": ("PATCH", "soak-wirelab-ws", 422, "HTTP 422"),
+}
+
+
+@pytest.mark.parametrize("method, path, status, says", PERMANENT.values(), ids=PERMANENT.keys())
+def test_a_permanent_error_fails_at_once_with_a_clear_message(cluster, method, path, status, says):
+    state, url = cluster
+    state.add_deployment("soak-wirelab-ws", chart_labels("ws"), replicas=2)
+    state.fail(method, path, kind=status, times=10**6)
+
+    with pytest.raises(OrchestratorError) as error:
+        orchestrator_for(url).rolling_restart("ws", timeout=30)
+
+    assert not isinstance(error.value, TransientApiError)
+    assert says in str(error.value)
+    assert "\n" not in str(error.value)
+    assert len([r for r in state.requests if r.fault]) == 1, "a permanent error was retried"
+
+
+def test_a_delete_whose_answer_was_lost_counts_as_done(cluster):
+    """The pod was deleted, then the connection reset: the retry's 404 means done (urllib3
+    sends that retry itself; the orchestrator only sees its 404)."""
+    state, url = cluster
+    ws = state.add_deployment("soak-wirelab-ws", chart_labels("ws"), replicas=3)
+    state.fail("DELETE", "/pods/", kind="reset_after")
+
+    result = orchestrator_for(url).kill("ws", 1)
+
+    (victim,) = result.affected
+    deletes = state.of("DELETE")
+    assert [d.path.rsplit("/", 1)[1] for d in deletes] == [victim, victim]
+    assert victim not in state.pods and len(ws.current) == 2
+
+
+def test_retry_after_takes_seconds_or_an_http_date():
+    assert retry_after({"Retry-After": "3"}) == 3.0
+    soon = datetime.now(UTC).timestamp() + 30
+    date = datetime.fromtimestamp(soon, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert 25 <= retry_after({"Retry-After": date}) <= 31
+    assert retry_after({"Retry-After": "Mon, 01 Jan 2001 00:00:00 GMT"}) == 0.0
+    assert retry_after({"Retry-After": "soon"}) is None
+    assert retry_after({}) is None
+    assert retry_after(None) is None

@@ -9,20 +9,39 @@ number), so :class:`ManagedProcess` never reaps before it has finished signallin
 Under gevent monkey-patching, the hub reaps every child the moment it exits; then the group is
 signalled only while no process owns the old pid, the best evidence left that the number has not
 been handed to someone else.
+
+Nothing a ManagedProcess starts outlives the process that started it, however that one ends:
+SIGKILL included, which no ``finally`` survives (a CI runner cancelling a job kills its
+process group, and every child here sits in a group of its own). Each child asks the kernel,
+between fork and exec, for SIGKILL the moment its parent dies (``PR_SET_PDEATHSIG``). That
+covers programs wirelab cannot teach to watch anything (redis-server, HAProxy) as well as
+its own. SIGKILL rather than SIGTERM: a target's SIGTERM starts a drain of up to its grace
+period and Locust's a graceful stop, and with the parent gone nobody waits for either; a
+load generator must stop loading at once.
+
+The kernel sends that signal when the *thread* that forked the child ends, not the process.
+Children started from the main thread (which lives as long as the process) are forked there;
+those started from any other thread (the control API's request threads, an orchestrator's
+thread pool during a rolling restart) are forked by one daemon thread kept for the purpose,
+so that a replica does not die with the short-lived thread that asked for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import queue
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Self, TypeVar
 
 import psutil
 
@@ -34,6 +53,10 @@ _KILL_WAIT = 5.0
 _LOG_TAIL_LINES = 20
 # Enough bytes for the last lines of any sane log without reading a huge file into memory.
 _LOG_TAIL_BYTES = 64 * 1024
+#: prctl(2) option: the signal a process gets when the thread that forked it ends.
+_PR_SET_PDEATHSIG = 1
+
+_T = TypeVar("_T")
 
 
 def sigterm_as_interrupt() -> None:
@@ -95,8 +118,100 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
         time.sleep(_POLL_INTERVAL)
 
 
+# -- dying with the parent -------------------------------------------------------------------
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """Linux's ``prctl(2)`` from the C library, or ``None`` on a system without it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with(parent_pid: int) -> Callable[[], None] | None:
+    """What the child runs between fork and exec: SIGKILL once ``parent_pid`` is gone.
+
+    It runs in the forked child, where only the forking thread exists: it takes no lock and
+    imports nothing, so a lock another thread held at the fork cannot hang it.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+
+    def arm() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        # A parent that died between fork and prctl sends nothing: check by hand, once armed.
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+class _Forker:
+    """Runs every fork in a thread that lives as long as the process (see the module
+    docstring): the calling thread when it is the main one, else one daemon thread.
+
+    The test is the kernel's thread id, not :mod:`threading`'s idea of the current thread:
+    under gevent every greenlet runs in the main thread, and forks right there.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], queue.SimpleQueue[object]]]
+        self._jobs = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fork: Callable[[], _T]) -> _T:
+        """``fork()``, called from a thread whose end is the process's end."""
+        if threading.get_native_id() == os.getpid():
+            return fork()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="wirelab-forker", daemon=True
+                )
+                self._thread.start()
+        answer: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._jobs.put((fork, answer))
+        outcome = answer.get()
+        if isinstance(outcome, _Failed):
+            raise outcome.error
+        return outcome  # type: ignore[return-value]
+
+    def _serve(self) -> None:
+        while True:
+            fork, answer = self._jobs.get()
+            try:
+                answer.put(fork())
+            except BaseException as exc:  # handed to the caller, who raises it
+                answer.put(_Failed(exc))
+
+
+class _Failed:
+    """An exception raised in the forker thread, on its way to the thread that asked."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_FORKER = _Forker()
+
+
 class ManagedProcess:
-    """A child process in its own process group, stopped together with everything it forked.
+    """A child process in its own process group, stopped together with everything it forked,
+    and killed by the kernel if this process dies first (see the module docstring).
 
     ``env`` is the child's whole environment, as with :class:`subprocess.Popen`; ``None``
     inherits ours. Output (stdout and stderr together) is appended to ``log_path`` when given,
@@ -142,6 +257,9 @@ class ManagedProcess:
     def start(self) -> Self:
         """Start the child in a new session (and so a new process group); return ``self``.
 
+        The child is armed to be killed when this process dies, from whichever thread it is
+        started.
+
         A process that was stopped, or exited by itself, may be started again with the same
         argv, environment and log.
 
@@ -160,15 +278,20 @@ class ManagedProcess:
             log = self.log_path.open("ab")
         else:
             log = subprocess.DEVNULL
+        die_with_us = _die_with(os.getpid())
         try:
-            self._popen = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self._popen = _FORKER.run(
+                lambda: subprocess.Popen(
+                    self.argv,
+                    env=self.env,
+                    cwd=self.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    # Safe with threads as used: no lock, no import, no I/O (see _die_with).
+                    preexec_fn=die_with_us,  # noqa: PLW1509
+                )
             )
         finally:
             # The child holds its own descriptor; ours would only leak.

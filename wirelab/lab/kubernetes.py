@@ -26,6 +26,12 @@ as the local lab's protocols do in parallel.
   service, as the local lab does on every replica process: each pod resets every client
   connection at once and keeps serving (the network-blip storm, no pod replaced).
 
+Every API call is tried again while its failure is transient (429 with its ``Retry-After``,
+500/502/503/504, a refused or reset connection), with backoff, and never past the action's
+deadline; a rollout or readiness wait counts a poll that kept failing as "not yet" and
+polls on until its deadline. A permanent error (403, 404, 422...) fails the action at once
+with the API's message. See :mod:`.kubernetes_retry`.
+
 Configuration is in-cluster (the pod's ServiceAccount) or the user's kubeconfig, see
 :meth:`KubernetesOrchestrator.from_environment`.
 """
@@ -42,6 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .kubernetes_retry import RetryPolicy, TransientApiError, call_api
 from .orchestrator import ActionResult, OrchestratorError
 
 __all__ = [
@@ -165,7 +172,8 @@ class KubernetesOrchestrator:
     ``admin_token`` is sent as the bearer token to the pods' admin ports; ``admin_port`` is
     that port for a pod whose container does not name one ``admin``. ``services``: the
     targets the release runs, what ``all`` means (a disabled target has no Deployment, and
-    the chart's Role grants nothing on one).
+    the chart's Role grants nothing on one). ``retry``: how transient API failures are
+    tried again (see :mod:`.kubernetes_retry`).
     """
 
     def __init__(
@@ -180,6 +188,7 @@ class KubernetesOrchestrator:
         admin_token: str | None = None,
         admin_port: int = ADMIN_PORT,
         services: Sequence[str] = TARGET_SERVICES,
+        retry: RetryPolicy | None = None,
     ) -> None:
         require_client()
         from kubernetes import client  # noqa: PLC0415 - only runs that use a cluster need it
@@ -198,6 +207,7 @@ class KubernetesOrchestrator:
                 f"{', '.join(services) or 'none'}"
             )
         self.services = tuple(services)
+        self.retry = retry or RetryPolicy()
         self._api_client = api_client if api_client is not None else _load_api_client()
         self._apps = client.AppsV1Api(self._api_client)
         self._core = client.CoreV1Api(self._api_client)
@@ -242,8 +252,9 @@ class KubernetesOrchestrator:
 
         def start(each: str) -> _Finish:
             name = self.deployment_name_for(each)
-            before = self._pod_names(each)
-            generation = self._patch_deployment(name, patch).get("metadata", {}).get("generation")
+            before = self._pod_names(each, deadline)
+            patched = self._patch_deployment(name, patch, deadline)
+            generation = patched.get("metadata", {}).get("generation")
 
             def finish() -> tuple[list[str], str]:
                 deployment = self._wait(
@@ -290,6 +301,7 @@ class KubernetesOrchestrator:
                     self._core.delete_namespaced_pod,
                     pod,
                     self.namespace,
+                    gone_is_done=True,
                     grace_period_seconds=0,
                     body=_delete_options(),
                 )
@@ -354,8 +366,8 @@ class KubernetesOrchestrator:
 
         def start(each: str) -> _Finish:
             name = self.deployment_name_for(each)
-            before = set(self._pod_names(each))
-            self._patch_deployment(name, {"spec": {"replicas": replicas}})
+            before = set(self._pod_names(each, deadline))
+            self._patch_deployment(name, {"spec": {"replicas": replicas}}, deadline)
 
             def finish() -> tuple[list[str], str]:
                 self._wait(
@@ -365,7 +377,7 @@ class KubernetesOrchestrator:
                     timeout=timeout,
                     what=f"scale of {each}",
                 )
-                after = set(self._pod_names(each))
+                after = set(self._pod_names(each, deadline))
                 detail = f"deployment {name}: {len(before)} -> {replicas} replicas"
                 return sorted(before ^ after), detail
 
@@ -411,30 +423,30 @@ class KubernetesOrchestrator:
         Starting all before waiting on any is what makes ``all`` one event on the cluster,
         as one ``kubectl rollout restart`` of several Deployments is. A service that fails
         does not stop the others; the error names every one that failed. On one service its
-        own error is raised unchanged.
+        own error is raised unchanged (a :class:`TransientApiError` stays one).
         """
         services = self._services_of(action, service)
         started = time.time()
         finishing: dict[str, _Finish] = {}
-        errors: dict[str, str] = {}
+        errors: dict[str, OrchestratorError] = {}
         for each in services:
             try:
                 finishing[each] = start(each)
             except OrchestratorError as exc:
-                errors[each] = str(exc)
+                errors[each] = exc
         affected: list[str] = []
         details: list[str] = []
         for each, finish in finishing.items():
             try:
                 names, detail = finish()
             except OrchestratorError as exc:
-                errors[each] = str(exc)
+                errors[each] = exc
                 continue
             affected += names
             details.append(detail if len(services) == 1 else f"{each}: {detail}")
         if errors:
             if len(services) == 1:
-                raise OrchestratorError(next(iter(errors.values())))
+                raise next(iter(errors.values()))
             failed = "; ".join(f"{each}: {errors[each]}" for each in services if each in errors)
             raise OrchestratorError(f"{action} {service} failed: {failed}")
         return ActionResult(
@@ -484,43 +496,61 @@ class KubernetesOrchestrator:
 
     # -- API calls -------------------------------------------------------------------------
 
-    def _call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """One API call, its JSON body decoded; any failure is an OrchestratorError."""
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
-        try:
-            response = method(
-                *args, _preload_content=False, _request_timeout=self.request_timeout, **kwargs
-            )
-        except ApiException as exc:
-            raise OrchestratorError(f"{what}: {_api_reason(exc)}") from None
-        except Exception as exc:  # urllib3 and socket errors: the API is unreachable
-            raise OrchestratorError(f"{what}: Kubernetes API unreachable: {exc}") from None
-        data = response.data
-        return json.loads(data) if data else {}
-
-    def _get_deployment(self, name: str) -> dict[str, Any]:
-        return self._call(
-            f"get deployment {name}", self._apps.read_namespaced_deployment, name, self.namespace
+    def _call(
+        self,
+        what: str,
+        method: Callable[..., Any],
+        *args: Any,
+        deadline: float | None = None,
+        gone_is_done: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """One API call, its JSON body decoded, tried again while it fails transiently
+        (until ``deadline``, monotonic, if given); any failure is an OrchestratorError
+        (:class:`TransientApiError` when it kept failing transiently)."""
+        return call_api(
+            what,
+            method,
+            *args,
+            policy=self.retry,
+            deadline=deadline,
+            gone_is_done=gone_is_done,
+            _preload_content=False,
+            _request_timeout=self.request_timeout,
+            **kwargs,
         )
 
-    def _patch_deployment(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def _get_deployment(self, name: str, deadline: float | None = None) -> dict[str, Any]:
+        return self._call(
+            f"get deployment {name}",
+            self._apps.read_namespaced_deployment,
+            name,
+            self.namespace,
+            deadline=deadline,
+        )
+
+    def _patch_deployment(
+        self, name: str, patch: dict[str, Any], deadline: float | None = None
+    ) -> dict[str, Any]:
         # Strategic merge, as kubectl sends it: only the given keys change. (The client's
-        # default for a dict body would be a JSON Patch, which this is not.)
+        # default for a dict body would be a JSON Patch, which this is not.) Sending it
+        # again after a lost answer changes nothing: the same keys get the same values.
         return self._call(
             f"patch deployment {name}",
             self._apps.patch_namespaced_deployment,
             name,
             self.namespace,
             patch,
+            deadline=deadline,
             _content_type=STRATEGIC_MERGE,
         )
 
-    def _pods(self, selector: str) -> list[dict[str, Any]]:
+    def _pods(self, selector: str, deadline: float | None = None) -> list[dict[str, Any]]:
         listing = self._call(
             f"list pods {selector}",
             self._core.list_namespaced_pod,
             self.namespace,
+            deadline=deadline,
             label_selector=selector,
         )
         return list(listing.get("items") or [])
@@ -552,8 +582,9 @@ class KubernetesOrchestrator:
         except (OSError, ValueError) as exc:
             raise OrchestratorError(f"admin port unreachable: {exc}") from None
 
-    def _pod_names(self, service: str) -> list[str]:
-        return [pod["metadata"]["name"] for pod in self._pods(self.label_selector_for(service))]
+    def _pod_names(self, service: str, deadline: float | None = None) -> list[str]:
+        pods = self._pods(self.label_selector_for(service), deadline)
+        return [pod["metadata"]["name"] for pod in pods]
 
     def _wait(
         self,
@@ -565,12 +596,20 @@ class KubernetesOrchestrator:
         what: str,
     ) -> dict[str, Any]:
         """Poll the Deployment until ``progress`` says nothing is pending; raise once the
-        ``deadline`` (monotonic) has passed (the action's ``timeout``, for the message)."""
+        ``deadline`` (monotonic) has passed (the action's ``timeout``, for the message).
+
+        A poll that kept failing transiently is "not yet", like a rollout still going: the
+        API server restarting mid-deploy must not end the wait while the deploy goes on.
+        """
         while True:
-            deployment = self._get_deployment(name)
-            pending = progress(deployment)
-            if pending is None:
-                return deployment
+            try:
+                deployment = self._get_deployment(name, deadline)
+            except TransientApiError as exc:
+                pending = f"the Kubernetes API kept failing ({exc})"
+            else:
+                pending = progress(deployment)
+                if pending is None:
+                    return deployment
             if time.monotonic() >= deadline:
                 raise OrchestratorError(f"{what} did not complete in {timeout:g}s: {pending}")
             time.sleep(self.poll_interval)
@@ -618,16 +657,6 @@ def _delete_options() -> Any:
     from kubernetes import client  # noqa: PLC0415
 
     return client.V1DeleteOptions(grace_period_seconds=0, propagation_policy="Background")
-
-
-def _api_reason(exc: Any) -> str:
-    """One line from an ApiException: the API's own Status message when there is one."""
-    try:
-        message = json.loads(exc.body or "{}").get("message")
-    except (ValueError, AttributeError):
-        message = None
-    hint = {403: " (the ServiceAccount's Role does not allow it)", 404: " (no such object)"}
-    return f"HTTP {exc.status} {message or exc.reason}{hint.get(exc.status, '')}"
 
 
 def _pod_namespace() -> str | None:
