@@ -122,7 +122,7 @@ def test_stream_users_resume_on_another_replica_when_one_drains(
     command = harness_command(
         locustfile,
         users=6,
-        duration=7,
+        duration=10,
         args=[
             "--sse-url", both("sse", "http://"),
             "--ws-url", both("ws", "ws://"),
@@ -140,7 +140,9 @@ def test_stream_users_resume_on_another_replica_when_one_drains(
         cwd=REPO,
     ) as harness:
         try:
-            time.sleep(3.0)  # users connected and reading
+            # Users connected to the replica about to drain, and reading.
+            first.wait_established(["sse", "ws", "grpc"])
+            time.sleep(1.0)
             first.process.signal(signal.SIGTERM)
             assert first.wait_exit(10) is not None, "the drained replica did not exit"
             stdout, stderr = harness.communicate(timeout=60)
