@@ -256,6 +256,21 @@ def _lag_ms(histogram: LogHistogram) -> tuple[float | None, float | None, float 
     return _ms(values[0.5]), _ms(values[0.99]), _ms(histogram.max)
 
 
+def _figures(cpu: list[float], loop_lag: LogHistogram, host_lag: LogHistogram) -> dict[str, Any]:
+    """CPU max/mean (% of one core) and the loop- and host-lag figures (ms)."""
+    p50, p99, lag_max = _lag_ms(loop_lag)
+    _, host_p99, host_max = _lag_ms(host_lag)
+    return {
+        "cpu_max": round(max(cpu), 1) if cpu else None,
+        "cpu_mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
+        "loop_lag_p50_ms": p50,
+        "loop_lag_p99_ms": p99,
+        "loop_lag_max_ms": lag_max,
+        "host_lag_p99_ms": host_p99,
+        "host_lag_max_ms": host_max,
+    }
+
+
 def _longest_run(flags: list[bool]) -> int:
     longest = current = 0
     for flag in flags:
@@ -282,18 +297,10 @@ def _judge_worker(
     cpu = [interval.cpu_percent for interval in intervals]
     over = [interval.over(bounds) for interval in intervals]
     cpu_bound, lag_bound = bounds["cpu_percent"], bounds["loop_lag_p99_ms"]
-    p50, p99, lag_max = _lag_ms(record.loop_lag)
-    _, host_p99, host_max = _lag_ms(record.host_lag)
     longest = _longest_run(over)
     count = sum(over)
     row = {
-        "cpu_max": round(max(cpu), 1),
-        "cpu_mean": round(sum(cpu) / len(cpu), 1),
-        "loop_lag_p50_ms": p50,
-        "loop_lag_p99_ms": p99,
-        "loop_lag_max_ms": lag_max,
-        "host_lag_p99_ms": host_p99,
-        "host_lag_max_ms": host_max,
+        **_figures(cpu, record.loop_lag, record.host_lag),
         "intervals": len(intervals),
         "intervals_over": count,
         "longest_over": longest,
@@ -303,6 +310,7 @@ def _judge_worker(
         interval.loop_lag_p99_ms is not None and interval.loop_lag_p99_ms > lag_bound
         for interval in intervals
     )
+    p99, lag_max = row["loop_lag_p99_ms"], row["loop_lag_max_ms"]
     why = []
     if p99 is not None and p99 > lag_bound:
         why.append(f"loop-lag p99 {p99:.0f} ms over the run (bound {lag_bound:g} ms)")
@@ -351,13 +359,7 @@ def judge(
         return {
             "verdict": UNMEASURED,
             "bounds": bounds,
-            "cpu_max": None,
-            "cpu_mean": None,
-            "loop_lag_p50_ms": None,
-            "loop_lag_p99_ms": None,
-            "loop_lag_max_ms": None,
-            "host_lag_p99_ms": None,
-            "host_lag_max_ms": None,
+            **_figures([], LogHistogram(), LogHistogram()),
             "share_affected": None,
             "distorts": [],
             "reasons": ["no worker reported its CPU and loop lag while users ran"],
@@ -365,25 +367,19 @@ def judge(
             "workers": {},
         }
     bound = any(row["bound"] for row in workers.values())
-    p50, p99, lag_max = _lag_ms(health.loop_lag)
-    _, host_p99, host_max = _lag_ms(health.host_lag)
+    figures = _figures(cpu, health.loop_lag, health.host_lag)
+    host_p99 = figures["host_lag_p99_ms"]
     notes = []
     if host_p99 is not None and host_p99 > bounds["loop_lag_p99_ms"]:
         notes.append(
             f"the host kept the workers from running when ready: host-lag p99 {host_p99:.0f} ms "
-            f"(max {host_max:.0f} ms), other processes on their cores; the figures include "
-            "that delay"
+            f"(max {figures['host_lag_max_ms']:.0f} ms), other processes on their cores; the "
+            "figures include that delay"
         )
     return {
         "verdict": GENERATOR_BOUND if bound else CLEAN,
         "bounds": bounds,
-        "cpu_max": round(max(cpu), 1),
-        "cpu_mean": round(sum(cpu) / len(cpu), 1),
-        "loop_lag_p50_ms": p50,
-        "loop_lag_p99_ms": p99,
-        "loop_lag_max_ms": lag_max,
-        "host_lag_p99_ms": host_p99,
-        "host_lag_max_ms": host_max,
+        **figures,
         "share_affected": round(_share_affected(health, workers, bounds), 4),
         "distorts": distorted_figures(requests, streams) if bound else [],
         "reasons": reasons,
