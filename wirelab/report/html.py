@@ -456,7 +456,7 @@ def _generator_section(generator: dict[str, Any]) -> list[str]:
     out.append(
         f"<p><span class={mark}>{escape(verdict)}</span> · bounds: CPU "
         f"{bounds['cpu_percent']:g}% of one core, loop-lag p99 {bounds['loop_lag_p99_ms']:g} ms "
-        f"· share of the run over a bound: {generator['share_affected']:.0%}</p>"
+        f"· share of the run affected: {generator['share_affected']:.0%}</p>"
     )
     if verdict == GENERATOR_BOUND:
         out.append(f"<div class=note>{escape(generator_claim(generator))}</div>")
