@@ -17,10 +17,11 @@ The bounds, and why:
 ``loop_lag_p99_ms`` 20
     The loop-lag histogram is stall-corrected (the delay a measurement ending at a random
     moment would suffer), so its p99 is what the generator adds to the p99 of every figure
-    it records. 20 ms is 10–25× below the latency and lag thresholds of the built-in
-    scenarios (200–500 ms) and above the 1–10 ms that loopback figures themselves read, so
+    it records. 20 ms is 10–50× below the latency and lag thresholds of the built-in
+    scenarios (200 ms – 1 s) and above the 1–10 ms that loopback figures themselves read, so
     a generator inside it changes no verdict; and it is far above what a worker's own work
-    costs its loop when it keeps up (under 1 ms at p99), so only saturation trips it.
+    costs its loop when it keeps up (1–2 ms at p99 in the smoke scenario), so only
+    saturation trips it.
 
 A worker is **over** in an interval when its CPU or its interval loop-lag p99 is above a
 bound. It is **generator-bound** when it "stayed" over, which is any of:
