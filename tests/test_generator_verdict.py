@@ -17,6 +17,7 @@ import time
 from xml.etree import ElementTree as ET
 
 import gevent
+import locust  # noqa: F401 - first: its gevent patching must precede urllib3 (the report's sinks)
 import pytest
 
 from wirelab.exitcodes import (
