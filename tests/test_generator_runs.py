@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import locust  # noqa: F401 - first: its gevent patching must precede urllib3 (the report's sinks)
 import pytest
 
 from tests.test_metrics_plugin import start_locust

@@ -1,7 +1,8 @@
 """The generator verdict: loop-lag measurement, the master's merge, the rules, the gates.
 
 Real runs are in ``test_generator_runs.py``; here each rule is pinned on records built from
-the same payloads the workers send.
+the same payloads the workers send. The master's side (``RunMetrics``) runs in a child
+process: importing the plugin imports Locust, which monkey-patches the interpreter.
 """
 
 from __future__ import annotations
@@ -17,21 +18,26 @@ import time
 from xml.etree import ElementTree as ET
 
 import gevent
-import locust  # noqa: F401 - first: its gevent patching must precede urllib3 (the report's sinks)
 import pytest
 
+from tests.test_metrics_plugin import run_python
 from wirelab.exitcodes import (
     EXIT_GENERATOR_BOUND,
     EXIT_INCOMPLETE,
     EXIT_OK,
     EXIT_THRESHOLD_FAILED,
 )
-from wirelab.metrics.generator import GeneratorHealth, distorted_figures, generator_status, judge
+from wirelab.metrics.generator import (
+    GeneratorHealth,
+    distorted_figures,
+    generator_status,
+    judge,
+    watch,
+)
 from wirelab.metrics.health import health_sample
 from wirelab.metrics.histogram import LogHistogram
 from wirelab.metrics.lineprotocol import health_point
 from wirelab.metrics.looplag import LoopLag, LoopLagMonitor
-from wirelab.metrics.plugin import PluginConfig, RunMetrics
 from wirelab.metrics.series import RequestSeries, StreamSeries
 from wirelab.report.build import build_report
 from wirelab.report.html import CHART_SECTIONS, chart_series
@@ -359,15 +365,27 @@ def recorded_run(tmp_path, *, cpu: float, thresholds: list[str]) -> RunPlan:
         thresholds=[parse_threshold(text) for text in thresholds],
         report_dir=tmp_path,
     )
-    run = RunMetrics(PluginConfig(run_id=plan.run_id, report_dir=plan.run_dir))
-    run.started_at = time.time()
-    run.generator.start(0.0)
-    for worker in ("w1", "w2"):
-        for second in range(1, 11):
-            data = {**payload(cpu=cpu), "requests": [_request("ws echo").to_wire()]}
-            run.aggregate.add(worker, data)
-            run.generator.add(worker, data, float(second))
-    run.finish()
+    reports = [{**payload(cpu=cpu), "requests": [_request("ws echo").to_wire()]}] * 10
+    (tmp_path / "reports.json").write_text(json.dumps(reports))
+    run_python(
+        tmp_path,
+        f"""
+        import json, time
+
+        from wirelab.metrics.plugin import PluginConfig, RunMetrics
+
+        reports = json.loads((tmp / "reports.json").read_text())
+        config = PluginConfig(run_id={plan.run_id!r}, report_dir=Path({str(plan.run_dir)!r}))
+        run = RunMetrics(config)
+        run.started_at = time.time()
+        run.generator.start(0.0)
+        for worker in ("w1", "w2"):
+            for second, data in enumerate(reports, 1):  # one report a second
+                run.aggregate.add(worker, data)
+                run.generator.add(worker, data, float(second))
+        run.finish()
+        """,
+    )
     return plan
 
 
@@ -433,15 +451,32 @@ def test_worker_health_points_carry_the_loop_lag_and_the_report_charts_it() -> N
     assert {y for _, y in lines["bound (20 ms)"]} == {20.0}
 
 
-def test_generator_status_judges_what_the_master_merged_so_far() -> None:
-    run = RunMetrics(PluginConfig(run_id="live"))
-    run.start()
-    try:
-        for _ in range(3):
-            run.on_worker_report("w1", {"wirelab": {**payload(cpu=97.0), "requests": []}})
-        status = generator_status()
-        assert status["verdict"] == "generator-bound"
-        assert status["workers"]["w1"]["intervals"] == 3
-        assert run.aggregate.health["w1"]["cpu_percent"] == 97.0
-    finally:
+def test_generator_status_judges_what_the_master_merged_so_far(tmp_path) -> None:
+    (tmp_path / "reports.json").write_text(json.dumps([payload(cpu=97.0)] * 3))
+    out = run_python(
+        tmp_path,
+        """
+        import json
+
+        from wirelab.metrics.generator import generator_status
+        from wirelab.metrics.plugin import PluginConfig, RunMetrics
+
+        assert generator_status() == {}  # no run merged in this process yet
+        run = RunMetrics(PluginConfig(run_id="live"))
+        run.start()
+        for data in json.loads((tmp / "reports.json").read_text()):
+            run.on_worker_report("w1", {"wirelab": data})
+        print(json.dumps({"status": generator_status(), "latest": run.aggregate.health["w1"]}))
         run.finish()
+        """,
+    )
+    live = json.loads(out)
+    assert live["status"]["verdict"] == "generator-bound"
+    assert live["status"]["workers"]["w1"]["intervals"] == 3
+    assert live["latest"]["cpu_percent"] == 97.0
+
+
+def test_generator_status_judges_the_record_the_master_watches() -> None:
+    watch(record_of(w1=quiet(4)), lambda: ({}, {}))
+    assert generator_status()["verdict"] == "clean"
+    assert generator_status()["workers"]["w1"]["intervals"] == 4
