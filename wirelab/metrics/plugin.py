@@ -29,11 +29,11 @@ What happens where:
   users' start until they are told to stop;
 * workers: Locust's worker report interval is set to ``WIRELAB_INTERVAL``, and every report
   carries ``data["wirelab"]``: the recorder's delta, a health sample, the interval's
-  loop-lag histogram and any annotations;
+  loop-lag and host-lag histograms and any annotations;
 * master: every delta is merged into one :class:`~wirelab.metrics.recorder.Aggregate`; every
   interval the interval's points (see :mod:`wirelab.metrics.lineprotocol`) go to every
   sink; workers Locust marks ``missing`` are recorded as lost and their open streams stop
-  counting; every health sample and loop-lag histogram goes to the run's
+  counting; every health sample and lag histogram goes to the run's
   :class:`~wirelab.metrics.generator.GeneratorHealth` (the live verdict:
   :func:`wirelab.metrics.generator.generator_status`); at the end
   ``REPORT_DIR/metrics.json`` holds the run's totals (read it back with
