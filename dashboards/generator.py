@@ -1,11 +1,16 @@
 """Generator health: is the load generator, not the target, the bottleneck?
 
 A Locust worker is one gevent loop on one core: at 100 % of a core it can no longer send on
-time, and every latency it reports grows with its own queueing. These panels let a reviewer
-tell a slow target from a saturated generator, and see whether metrics were lost on the way.
+time, and every latency it reports grows with its own queueing, which its loop lag (how late
+a timer greenlet runs) shows directly. These panels let a reviewer tell a slow target from a
+saturated generator, and see whether metrics were lost on the way. The bounds drawn are the
+generator verdict's (:mod:`wirelab.metrics.generator`).
 """
 
 from __future__ import annotations
+
+from wirelab.metrics.generator import BOUNDS
+from wirelab.metrics.looplag import PERIOD_S
 
 from . import influxql as q
 from .grafana import Dashboard, Query, Step, stat, timeseries
@@ -27,7 +32,8 @@ def dashboard() -> Dashboard:
         uid="wirelab-generator",
         title="wirelab · Generator health",
         description="The Locust workers themselves: CPU against the one-core saturation "
-        "line, memory, connections held, dropped arrival-rate starts and the metrics sinks.",
+        "line, event-loop lag against the generator bound, memory, connections held, dropped "
+        "arrival-rate starts and the metrics sinks.",
         variables=[*COMMON, WORKER],
         annotations=[ACTIONS],
         panels=[
@@ -73,6 +79,22 @@ def dashboard() -> Dashboard:
                 _per_worker("cpu_percent"),
                 unit="percent",
                 steps=[Step(None, "green"), Step(100, "red")],
+                threshold_lines=True,
+            ),
+            timeseries(
+                "Worker loop lag (p99)",
+                "How late each worker's event loop ran a timer due every "
+                f"{PERIOD_S * 1000:g} ms, p99 of the interval (stalls counted for all the time "
+                "they last). A lag of L adds up to L to every latency, delivery lag and connect "
+                "time the worker measures; above "
+                f"the red line ({BOUNDS['loop_lag_p99_ms']:g} ms) for a while, the run is "
+                "generator-bound.",
+                Query(
+                    q.select('max("loop_lag_p99")', "worker_health", WORKERS, by=["worker"]),
+                    "$tag_worker",
+                ),
+                unit="ms",
+                steps=[Step(None, "green"), Step(BOUNDS["loop_lag_p99_ms"], "red")],
                 threshold_lines=True,
             ),
             timeseries(

@@ -409,7 +409,7 @@ def test_job_mode_is_one_headless_run_that_exits_with_wirelabs_exit_code(rendere
     assert master["args"] == ["master"]
     fail_job = spec["podFailurePolicy"]["rules"][0]
     assert fail_job["action"] == "FailJob"
-    assert fail_job["onExitCodes"]["values"] == [1, 2, 3]
+    assert fail_job["onExitCodes"]["values"] == [1, 2, 3, 4]
     env = env_of(master)
     assert env["WIRELAB_RUN_WORKERS"] == "5"
     assert env["WIRELAB_RUN_SCENARIO"] == "soak"

@@ -25,6 +25,11 @@ def _requests(name: str, protocol: str, latencies_ms: list[float], failures: int
         ("grpc:lag_p99 <= 1.5s", "grpc", "lag_p99", "<=", 1500.0),
         ("rest:p50<250us", "rest", "p50", "<", 0.25),
         ("rest:error_rate<0.02", "rest", "error_rate", "<", 0.02),
+        ("generator:loop_lag_p99<20ms", "generator", "loop_lag_p99", "<", 20.0),
+        ("generator:host_lag_max<=0.5s", "generator", "host_lag_max", "<=", 500.0),
+        ("generator:cpu_max<85%", "generator", "cpu_max", "<", 85.0),
+        ("generator:cpu_mean<50", "generator", "cpu_mean", "<", 50.0),
+        ("generator:share_affected<5%", "generator", "share_affected", "<", 0.05),
     ],
 )
 def test_expressions_parse_with_units(expression, selector, metric, op, value) -> None:
@@ -42,6 +47,12 @@ def test_expressions_parse_with_units(expression, selector, metric, op, value) -
         ("ws echo:p99<5%", "is a duration"),
         ("sse:gaps==0ms", "plain number"),
         ("rest:error_rate<5ms", "ratio or a percentage"),
+        ("generator:p99<20ms", "the generator selector takes cpu_max, cpu_mean, loop_lag_p50"),
+        ("ws:cpu_max<85%", "cpu_max is the generator's, write generator:cpu_max"),
+        ("*:loop_lag_p99<20ms", "write generator:loop_lag_p99"),
+        ("generator:cpu_max<85ms", "cpu_max is a percentage of one core"),
+        ("generator:loop_lag_p99<20%", "is a duration"),
+        ("generator:share_affected<1s", "ratio or a percentage"),
     ],
 )
 def test_malformed_expressions_name_the_problem(expression, problem) -> None:

@@ -8,6 +8,12 @@ The selector is a series name (``ws echo``), a protocol (``rest``, ``sse``, ``ws
 Request metrics apply to request/response series, stream metrics to stream series; a
 selector that matches no series with data fails the threshold ("no data") rather than
 passing silently.
+
+The selector ``generator`` judges the load generator itself (the figures of
+``summary["generator"]``, see :mod:`wirelab.metrics.generator`): ``cpu_max`` and
+``cpu_mean`` (% of one core), ``loop_lag_p50``, ``loop_lag_p99``, ``loop_lag_max``,
+``host_lag_p99``, ``host_lag_max`` (durations) and ``share_affected`` (a ratio), e.g.
+``generator:loop_lag_p99<20ms``, ``generator:cpu_max<85%``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .metrics.histogram import LogHistogram
 from .metrics.series import RequestSeries, SeriesKey, StreamSeries
@@ -72,6 +79,20 @@ STREAM_METRICS = {
     "reconnect_max": "duration",
 }
 
+#: The selector of the generator's own figures.
+GENERATOR_SELECTOR = "generator"
+#: Generator metrics → (kind of value, key of ``summary["generator"]``).
+GENERATOR_METRICS = {
+    "cpu_max": ("percent", "cpu_max"),
+    "cpu_mean": ("percent", "cpu_mean"),
+    "loop_lag_p50": ("duration", "loop_lag_p50_ms"),
+    "loop_lag_p99": ("duration", "loop_lag_p99_ms"),
+    "loop_lag_max": ("duration", "loop_lag_max_ms"),
+    "host_lag_p99": ("duration", "host_lag_p99_ms"),
+    "host_lag_max": ("duration", "host_lag_max_ms"),
+    "share_affected": ("ratio", "share_affected"),
+}
+
 _EXPRESSION = re.compile(
     r"^(?P<selector>.+?):(?P<metric>[a-z0-9_]+)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>.+)$"
 )
@@ -96,7 +117,13 @@ class Threshold:
 
     @property
     def kind(self) -> str:
-        return STREAM_METRICS.get(self.metric) or REQUEST_METRICS[self.metric]
+        return _kind(self.metric)
+
+
+def _kind(metric: str) -> str:
+    if metric in GENERATOR_METRICS:
+        return GENERATOR_METRICS[metric][0]
+    return STREAM_METRICS.get(metric) or REQUEST_METRICS[metric]
 
 
 @dataclass(slots=True)
@@ -131,11 +158,12 @@ def parse_threshold(expression: str) -> Threshold:
         )
     selector = match["selector"].strip()
     metric = match["metric"]
-    if metric not in REQUEST_METRICS and metric not in STREAM_METRICS:
-        known = ", ".join([*REQUEST_METRICS, *STREAM_METRICS])
+    if metric not in REQUEST_METRICS and metric not in STREAM_METRICS | GENERATOR_METRICS:
+        known = ", ".join([*REQUEST_METRICS, *STREAM_METRICS, *GENERATOR_METRICS])
         raise ThresholdError(
             f"threshold {expression!r}: unknown metric {metric!r} (known: {known})"
         )
+    _check_generator(expression, selector, metric)
     value_match = _VALUE.match(match["value"].strip())
     if value_match is None:
         raise ThresholdError(
@@ -147,8 +175,12 @@ def parse_threshold(expression: str) -> Threshold:
             f"threshold {expression!r}: {match['value'].strip()!r} is out of range"
         )
     unit = value_match["unit"]
-    kind = STREAM_METRICS.get(metric) or REQUEST_METRICS[metric]
-    if kind == "duration":
+    kind = _kind(metric)
+    if kind == "percent":
+        if unit not in (None, "%"):
+            raise ThresholdError(f"threshold {expression!r}: {metric} is a percentage of one core")
+        value = number
+    elif kind == "duration":
         if unit == "%":
             raise ThresholdError(
                 f"threshold {expression!r}: {metric} is a duration, not a percentage"
@@ -167,16 +199,35 @@ def parse_threshold(expression: str) -> Threshold:
     return Threshold(text, selector, metric, match["op"], value)
 
 
+def _check_generator(expression: str, selector: str, metric: str) -> None:
+    if selector == GENERATOR_SELECTOR and metric not in GENERATOR_METRICS:
+        raise ThresholdError(
+            f"threshold {expression!r}: the generator selector takes {', '.join(GENERATOR_METRICS)}"
+        )
+    if selector != GENERATOR_SELECTOR and metric in GENERATOR_METRICS:
+        raise ThresholdError(
+            f"threshold {expression!r}: {metric} is the generator's, write generator:{metric}"
+        )
+
+
 def evaluate(
     thresholds: list[Threshold],
     requests: dict[SeriesKey, RequestSeries],
     streams: dict[SeriesKey, StreamSeries],
     *,
     duration_s: float,
+    generator: dict[str, Any] | None = None,
 ) -> list[Verdict]:
-    """Judge every threshold against a run's totals; one verdict per subject."""
+    """Judge every threshold against a run's totals; one verdict per subject.
+
+    ``generator`` is the run's generator verdict (``summary["generator"]``), which the
+    ``generator`` selector judges.
+    """
     verdicts: list[Verdict] = []
     for threshold in thresholds:
+        if threshold.selector == GENERATOR_SELECTOR:
+            verdicts.append(_judge_generator(threshold, generator or {}))
+            continue
         pool = streams if threshold.is_stream_metric else requests
         groups = _select(threshold.selector, pool)
         if not groups:
@@ -194,6 +245,15 @@ def evaluate(
                 Verdict(threshold, subject, observed, passed, _describe(threshold, observed))
             )
     return verdicts
+
+
+def _judge_generator(threshold: Threshold, generator: dict[str, Any]) -> Verdict:
+    observed = generator.get(GENERATOR_METRICS[threshold.metric][1])
+    if observed is None:
+        return Verdict(threshold, GENERATOR_SELECTOR, None, False, "the generator was not measured")
+    observed = float(observed)
+    passed = _OPERATORS[threshold.op](observed, threshold.value)
+    return Verdict(threshold, GENERATOR_SELECTOR, observed, passed, _describe(threshold, observed))
 
 
 def _select(selector: str, pool: dict) -> list[tuple[str, list]]:
@@ -253,4 +313,6 @@ def _describe(threshold: Threshold, observed: float) -> str:
         return f"{observed:.2f} ms {threshold.op} {threshold.value:g} ms"
     if threshold.kind == "ratio":
         return f"{observed:.4%} {threshold.op} {threshold.value:.4%}"
+    if threshold.kind == "percent":
+        return f"{observed:.1f}% {threshold.op} {threshold.value:g}%"
     return f"{observed:g} {threshold.op} {threshold.value:g}"

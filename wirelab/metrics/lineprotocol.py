@@ -26,7 +26,10 @@ Measurements
     ``users`` — field ``users``: running users across all workers.
     ``worker_health`` — tag ``worker``; fields ``cpu_percent`` (of one core, since the
         previous sample), ``rss_bytes``, ``greenlets`` (approximate: active gevent loop
-        watchers), ``connections`` (open streams held by the worker).
+        watchers), ``connections`` (open streams held by the worker), and ``loop_lag_p50``,
+        ``loop_lag_p99``, ``loop_lag_max`` (the interval's event-loop lag from the worker's
+        own work, ms) and ``host_lag_p99`` (the lateness the machine added by not running
+        it, ms), absent in an interval without users.
     ``annotations`` — tag ``kind`` (``deploy_start``, ``storm``, ``worker_lost``, ...);
         field ``text``; optional ``protocol``/``name``/``worker`` tags. ``kind`` is a tag
         only: the same key as tag and field is ambiguous in InfluxQL and a column clash in
@@ -349,6 +352,10 @@ def health_point(
         "greenlets": int(sample.get("greenlets", 0)),
         "connections": int(sample.get("connections", 0)),
     }
+    for name in ("loop_lag_p50", "loop_lag_p99", "loop_lag_max", "host_lag_p99"):
+        value = sample.get(f"{name}_ms")
+        if value is not None:
+            fields[name] = float(value)
     return Point("worker_health", {**base_tags, "worker": worker}, fields, time_ns)
 
 

@@ -25,13 +25,19 @@ What happens where:
 * every process with users: Locust request events go to the process's
   :func:`~wirelab.metrics.recorder.recorder` (events marked ``context["wirelab_stream"]``
   are delivery-lag events whose figures the users record into stream series themselves);
+* every process with users runs a loop-lag timer (:mod:`wirelab.metrics.looplag`) from the
+  users' start until they are told to stop;
 * workers: Locust's worker report interval is set to ``WIRELAB_INTERVAL``, and every report
-  carries ``data["wirelab"]``: the recorder's delta, a health sample and any annotations;
+  carries ``data["wirelab"]``: the recorder's delta, a health sample, the interval's
+  loop-lag and host-lag histograms and any annotations;
 * master: every delta is merged into one :class:`~wirelab.metrics.recorder.Aggregate`; every
   interval the interval's points (see :mod:`wirelab.metrics.lineprotocol`) go to every
   sink; workers Locust marks ``missing`` are recorded as lost and their open streams stop
-  counting; at the end ``REPORT_DIR/metrics.json`` holds the run's totals (read it back
-  with :func:`wirelab.metrics.results.load_results`);
+  counting; every health sample and lag histogram goes to the run's
+  :class:`~wirelab.metrics.generator.GeneratorHealth` (the live verdict:
+  :func:`wirelab.metrics.generator.generator_status`); at the end
+  ``REPORT_DIR/metrics.json`` holds the run's totals (read it back with
+  :func:`wirelab.metrics.results.load_results`);
 * a local (non-distributed) run does both in one process.
 """
 
@@ -51,7 +57,8 @@ import locust
 import locust.runners
 import orjson
 
-from .health import health_sample
+from .generator import GeneratorHealth, watch
+from .health import health_report
 from .lineprotocol import (
     Point,
     annotation_point,
@@ -62,6 +69,7 @@ from .lineprotocol import (
     stream_point,
     users_point,
 )
+from .looplag import loop_lag
 from .recorder import Aggregate, recorder
 from .series import RequestSeries, StreamSeries
 from .sinks import FileSink, Sink, open_sink, parse_sink_url
@@ -148,7 +156,13 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 class RunMetrics:
-    """Everything the master keeps for one run: the aggregate, sinks, annotations, workers."""
+    """Everything the master keeps for one run: the aggregate, sinks, annotations, workers.
+
+    Live, for a web UI: ``aggregate.health`` holds each worker's latest health sample, and
+    ``generator`` every worker's CPU and loop lag so far, with the loop-lag histograms
+    merged per worker (``generator.workers[id].loop_lag``) and for the run
+    (``generator.loop_lag``).
+    """
 
     def __init__(self, config: PluginConfig, runner: Any = None, *, local: bool = False) -> None:
         self.config = config
@@ -168,11 +182,14 @@ class RunMetrics:
         self._loop: gevent.Greenlet | None = None
         self._finished = False
         self._warned_plain_worker = False
+        self.generator = GeneratorHealth(config.interval)
+        watch(self.generator, lambda: (self.aggregate.requests, self.aggregate.streams))
 
     def start(self) -> None:
         """Start writing one set of points per interval (idempotent)."""
         if self.started_at is None:
             self.started_at = time.time()
+        self.generator.start(self.started_at)
         if self._loop is None and not self._finished:
             self._loop = gevent.spawn(self._run)
 
@@ -202,6 +219,7 @@ class RunMetrics:
                 )
             return
         self.aggregate.add(worker, payload)
+        self.generator.add(worker, payload, time.time())
         for annotation in payload.get("annotations", ()):
             self.add_annotation(annotation)
 
@@ -221,7 +239,9 @@ class RunMetrics:
         """Write the interval's points: merge (local run), check workers, encode, send."""
         now_ns = time.time_ns()
         if self.local:
-            self.aggregate.add(LOCAL_WORKER, {**recorder().take_delta(), "health": health_sample()})
+            payload = {**recorder().take_delta(), **health_report()}
+            self.aggregate.add(LOCAL_WORKER, payload)
+            self.generator.add(LOCAL_WORKER, payload, time.time())
         self._check_workers()
         requests, streams = self.aggregate.take_interval()
         health = self.aggregate.take_health()
@@ -285,6 +305,10 @@ class RunMetrics:
             _annotation("worker_lost", f"worker {worker} stopped sending heartbeats", worker=worker)
         )
 
+    def users_stopping(self) -> None:
+        """The users are told to stop: the generator's figures no longer count."""
+        self.generator.stop(time.time())
+
     def finish(self) -> dict[str, Any]:
         """End of run: last interval, final (bounded) flush of every sink, ``metrics.json``.
 
@@ -299,6 +323,7 @@ class RunMetrics:
         self.ended_at = time.time()
         if self.started_at is None:
             self.started_at = self.ended_at
+        self.generator.stop(self.ended_at)
         try:
             self.tick()
         except Exception:
@@ -345,6 +370,7 @@ class RunMetrics:
                 "reports": self.aggregate.reports,
             },
             "annotations": list(self.annotations),
+            "generator": self.generator.to_wire(),
             "sinks": sinks,
             "dropped_points": sum(stats["dropped"] for stats in sinks),
         }
@@ -496,12 +522,19 @@ class _Plugin:
         self.pending.clear()
 
     def on_test_start(self, **_: Any) -> None:
+        if self.role in ("worker", "local"):
+            loop_lag().start()
         if self.run is not None:
             self.run.start()
 
+    def on_test_stopping(self, **_: Any) -> None:
+        loop_lag().stop()
+        if self.run is not None:
+            self.run.users_stopping()
+
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         payload = recorder().take_delta()
-        payload["health"] = health_sample()
+        payload.update(health_report())
         if self.pending:
             payload["annotations"], self.pending = self.pending, []
         data["wirelab"] = payload
@@ -539,6 +572,7 @@ def register(events: Any = None) -> None:
     events.request.add_listener(plugin.on_request)
     events.init.add_listener(plugin.on_init)
     events.test_start.add_listener(plugin.on_test_start)
+    events.test_stopping.add_listener(plugin.on_test_stopping)
     events.report_to_master.add_listener(plugin.on_report_to_master)
     events.worker_report.add_listener(plugin.on_worker_report)
     events.quitting.add_listener(plugin.on_quitting)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .generator import GeneratorHealth
 from .lineprotocol import Point, parse
 from .series import RequestSeries, SeriesKey, StreamSeries
 
@@ -55,6 +56,9 @@ class RunResults:
             ``dropped_rejected`` + ``dropped_unsent``), ``last_error`` and ``outages``: a list
             of ``{"start", "end", "error", "attempts"}`` (epoch s; ``end`` None if the run
             ended first).
+        generator: every worker's CPU and loop lag per interval while users ran, and the
+            merged loop-lag histograms (``None`` for runs recorded before it existed); judge
+            it with :func:`wirelab.metrics.generator.judge`.
     """
 
     run_dir: Path
@@ -74,6 +78,7 @@ class RunResults:
     workers_lost: list[dict[str, Any]] = field(default_factory=list)
     reports: int = 0
     sinks: list[dict[str, Any]] = field(default_factory=list)
+    generator: GeneratorHealth | None = None
 
     @property
     def dropped_points(self) -> int:
@@ -155,3 +160,8 @@ def _read_metrics(results: RunResults, data: dict[str, Any]) -> None:
     results.reports = int(workers.get("reports", 0))
     results.annotations = list(data.get("annotations", ()))
     results.sinks = list(data.get("sinks", ()))
+    if data.get("generator"):
+        try:
+            results.generator = GeneratorHealth.from_wire(data["generator"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{METRICS_FILE}: the generator record is malformed ({exc})") from exc

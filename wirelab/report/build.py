@@ -6,14 +6,15 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from ..exitcodes import EXIT_INCOMPLETE, EXIT_OK, EXIT_THRESHOLD_FAILED
+from ..exitcodes import EXIT_GENERATOR_BOUND, EXIT_INCOMPLETE, EXIT_OK, EXIT_THRESHOLD_FAILED
+from ..metrics.generator import GENERATOR_BOUND, UNMEASURED, judge
 from ..metrics.lineprotocol import encode, threshold_point
 from ..metrics.results import RunResults, load_results
 from ..metrics.sinks import open_transport, parse_sink_url
 from ..thresholds import Verdict, evaluate
 from .deploy import deploy_summary
 from .html import render_report
-from .summary import OPEN_MODEL_NOTE, build_junit, build_summary
+from .summary import OPEN_MODEL_NOTE, build_junit, build_summary, generator_claim, verdict_word
 
 if TYPE_CHECKING:
     from ..run import RunPlan
@@ -36,7 +37,11 @@ def _load(plan: RunPlan, incomplete: list[str]) -> RunResults | None:
 
 
 def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) -> int:
-    """Write summary.json, junit.xml and report.html; print the verdict; return the exit code."""
+    """Write summary.json, junit.xml and report.html; print the verdict; return the exit code.
+
+    The code: 3 when the run did not complete, else 1 when a threshold failed, else 4 when
+    the generator was the bottleneck (its figures are partly its own: not a pass), else 0.
+    """
     run_dir = plan.run_dir
     incomplete = list(incomplete)
     results = _load(plan, incomplete)
@@ -44,8 +49,20 @@ def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) ->
     if results is not None and results.started_at and results.ended_at:
         duration = max(0.001, results.ended_at - results.started_at)
     verdicts: list[Verdict] = []
+    generator = judge(None)
     if results is not None:
-        verdicts = evaluate(plan.thresholds, results.requests, results.streams, duration_s=duration)
+        generator = judge(
+            results.generator,
+            requests=results.requests.values(),
+            streams=results.streams.values(),
+        )
+        verdicts = evaluate(
+            plan.thresholds,
+            results.requests,
+            results.streams,
+            duration_s=duration,
+            generator=generator,
+        )
     try:
         deploy = deploy_summary(results)
     except Exception as exc:  # a report bug must not cost the run its verdict
@@ -60,6 +77,8 @@ def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) ->
         code = EXIT_INCOMPLETE
     elif any(not verdict.passed for verdict in verdicts):
         code = EXIT_THRESHOLD_FAILED
+    elif generator["verdict"] == GENERATOR_BOUND:
+        code = EXIT_GENERATOR_BOUND
     else:
         code = EXIT_OK
     summary = build_summary(
@@ -71,13 +90,14 @@ def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) ->
         incomplete=incomplete,
         exit_code=code,
         open_model=plan.scenario.rate is not None,
+        generator=generator,
     )
     summary["wall_time_s"] = round(wall_time_s, 1)
     if deploy is not None:
         summary["deploy"] = deploy
     summary["threshold_points"] = write_threshold_points(plan, verdicts)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (run_dir / "junit.xml").write_text(build_junit(plan.run_id, verdicts, incomplete))
+    (run_dir / "junit.xml").write_text(build_junit(plan.run_id, verdicts, incomplete, generator))
     (run_dir / "report.html").write_text(render_report(summary, results))
     print(format_terminal_summary(summary))
     print(f"\nreport: {run_dir / 'report.html'}\nsummary: {run_dir / 'summary.json'}")
@@ -165,9 +185,36 @@ def format_terminal_summary(summary: dict) -> str:
         lines.append(f"  note: worker {lost.get('worker')} was lost; its earlier counts are kept")
     for reason in summary["incomplete"]:
         lines.append(f"  INCOMPLETE: {reason}")
-    verdict = {0: "PASSED", 1: "FAILED (a threshold)"}.get(summary["exit_code"], "INCOMPLETE")
+    lines += generator_lines(summary.get("generator") or {})
+    verdict = verdict_word(summary["exit_code"])
+    if verdict == "FAILED":
+        verdict += " (a threshold)"
     lines.append(f"\nrun {summary['run_id']}: {verdict} (exit code {summary['exit_code']})")
     return "\n".join(lines)
+
+
+def generator_lines(generator: dict) -> list[str]:
+    """The terminal's generator line (and, when it was the bottleneck, why, per worker)."""
+    if not generator or generator.get("verdict") == UNMEASURED:
+        return ["  generator: not measured (no worker reported its CPU and loop lag)"]
+    bounds = generator["bounds"]
+    figures = (
+        f"CPU max {generator['cpu_max']:.0f}% of a core (mean {generator['cpu_mean']:.0f}%), "
+        f"loop-lag p99 {_number(generator['loop_lag_p99_ms'])} ms "
+        f"(max {_number(generator['loop_lag_max_ms'])}); "
+        f"bounds {bounds['cpu_percent']:g}% and {bounds['loop_lag_p99_ms']:g} ms"
+    )
+    if generator["verdict"] != GENERATOR_BOUND:
+        lines = [f"  generator: clean: {figures}"]
+    else:
+        lines = [f"  generator: GENERATOR-BOUND: {generator_claim(generator)} {figures}"]
+        lines += [f"    {reason}" for reason in generator["reasons"]]
+    lines += [f"    note: {note}" for note in generator.get("notes", ())]
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _cell(value: float | None) -> str:

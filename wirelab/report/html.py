@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from ..metrics.generator import BOUNDS, GENERATOR_BOUND, UNMEASURED
 from ..metrics.lineprotocol import Point
 from ..metrics.results import RunResults
 from .deploy import deploy_html
-from .summary import OPEN_MODEL_NOTE
+from .summary import OPEN_MODEL_NOTE, generator_claim, verdict_word
 from .svg import line_chart
 
 Series = dict[str, list[tuple[float, float]]]
@@ -31,7 +32,8 @@ _CSS = " ".join(
         "h3{font-size:15px;margin:18px 0 6px;color:#444}",
         ".verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;",
         "font-weight:600}.pass{background:#1a7f37}.fail{background:#cf222e}",
-        ".incomplete{background:#9a6700}table{border-collapse:collapse;margin:6px 0 12px}",
+        ".incomplete{background:#9a6700}.bound{background:#bc4c00}",
+        "table{border-collapse:collapse;margin:6px 0 12px}",
         "td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:right}",
         "th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}",
         ".bad{color:#cf222e;font-weight:600}.good{color:#1a7f37}",
@@ -207,6 +209,10 @@ CHART_SECTIONS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
                 "worker", "mean", line=(100.0, "saturated (100%)"),
             ),
             _chart(
+                "Worker loop lag (p99)", "ms", "worker_health", "loop_lag_p99", "worker",
+                line=(BOUNDS["loop_lag_p99_ms"], f"bound ({BOUNDS['loop_lag_p99_ms']:g} ms)"),
+            ),
+            _chart(
                 "Worker memory (RSS)", "MiB", "worker_health", "rss_bytes", "worker", "mean",
                 scale=1 / 2**20,
             ),
@@ -362,9 +368,9 @@ def _markers(results: RunResults) -> list[tuple[float, str]]:
 
 def render_report(summary: dict[str, Any], results: RunResults | None) -> str:
     """The whole page as one string."""
-    code = summary["exit_code"]
-    verdict, css = {0: ("PASSED", "pass"), 1: ("FAILED", "fail")}.get(
-        code, ("INCOMPLETE", "incomplete")
+    verdict = verdict_word(summary["exit_code"])
+    css = {"PASSED": "pass", "FAILED": "fail", "GENERATOR-BOUND": "bound"}.get(
+        verdict, "incomplete"
     )
     out = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -392,6 +398,7 @@ def render_report(summary: dict[str, Any], results: RunResults | None) -> str:
         out.append("</table>")
     else:
         out.append("<p>No thresholds were set.</p>")
+    out += _generator_section(summary.get("generator") or {})
     out += _request_table(summary)
     out += _stream_table(summary)
     out.append(deploy_html(summary.get("deploy"), results))
@@ -433,6 +440,48 @@ def _notes(summary: dict[str, Any]) -> list[str]:
             "generator could not keep up: the target saw less load than asked for.</div>"
         )
     return notes
+
+
+def _generator_section(generator: dict[str, Any]) -> list[str]:
+    """The generator verdict: was the load generator, not the target, the bottleneck?"""
+    if not generator:
+        return []
+    out = ["<h2>Generator</h2>"]
+    verdict = generator.get("verdict", "")
+    if verdict == UNMEASURED:
+        out.append(f"<p>Not measured: {escape('; '.join(generator.get('reasons', ())))}.</p>")
+        return out
+    bounds = generator["bounds"]
+    mark = "bad" if verdict == GENERATOR_BOUND else "good"
+    out.append(
+        f"<p><span class={mark}>{escape(verdict)}</span> · bounds: CPU "
+        f"{bounds['cpu_percent']:g}% of one core, loop-lag p99 {bounds['loop_lag_p99_ms']:g} ms "
+        f"· share of the run affected: {generator['share_affected']:.0%}</p>"
+    )
+    if verdict == GENERATOR_BOUND:
+        out.append(f"<div class=note>{escape(generator_claim(generator))}</div>")
+        out += [f"<div class=note>{escape(reason)}</div>" for reason in generator["reasons"]]
+    out += [f"<div class=note>Note: {escape(note)}.</div>" for note in generator.get("notes", ())]
+    out.append(
+        "<table><tr><th>worker</th><th>CPU max %</th><th>CPU mean %</th><th>loop lag p50 ms</th>"
+        "<th>p99 ms</th><th>max ms</th><th>host lag p99 ms</th><th>intervals over a bound</th>"
+        "<th>bound</th></tr>"
+    )
+    for name, row in generator.get("workers", {}).items():
+        cells = [
+            escape(name),
+            _fmt(row["cpu_max"]),
+            _fmt(row["cpu_mean"]),
+            _fmt(row["loop_lag_p50_ms"], 2),
+            _fmt(row["loop_lag_p99_ms"], 2),
+            _fmt(row["loop_lag_max_ms"], 1),
+            _fmt(row.get("host_lag_p99_ms"), 2),
+            f"{row['intervals_over']} of {row['intervals']}",
+            "<span class=bad>yes</span>" if row["bound"] else "<span class=good>no</span>",
+        ]
+        out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    out.append("</table>")
+    return out
 
 
 def _request_table(summary: dict[str, Any]) -> list[str]:

@@ -6,6 +6,8 @@ import time
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from ..exitcodes import EXIT_GENERATOR_BOUND, EXIT_OK, EXIT_THRESHOLD_FAILED
+from ..metrics.generator import GENERATOR_BOUND, UNMEASURED
 from ..metrics.histogram import LogHistogram
 from ..metrics.results import RunResults
 from ..thresholds import Verdict
@@ -18,6 +20,29 @@ OPEN_MODEL_NOTE = (
     "in its percentiles, while service time starts the clock at the actual send, as a "
     "closed-loop tool would, and hides such stalls (coordinated omission)."
 )
+
+
+#: The run's verdict word per exit code; any other code is INCOMPLETE.
+VERDICT_WORDS = {
+    EXIT_OK: "PASSED",
+    EXIT_THRESHOLD_FAILED: "FAILED",
+    EXIT_GENERATOR_BOUND: "GENERATOR-BOUND",
+}
+
+
+def verdict_word(exit_code: int) -> str:
+    """``PASSED``, ``FAILED``, ``GENERATOR-BOUND`` or ``INCOMPLETE``."""
+    return VERDICT_WORDS.get(exit_code, "INCOMPLETE")
+
+
+def generator_claim(generator: dict[str, Any]) -> str:
+    """What a generator-bound verdict means for the run's figures, in one sentence."""
+    distorts = ", ".join(generator.get("distorts") or ()) or "every time it measured"
+    share = generator.get("share_affected") or 0.0
+    return (
+        f"The load generator was saturated in {share:.0%} of the run: its own delay is in "
+        f"the {distorts} it measured then."
+    )
 
 
 def histogram_ms(histogram: LogHistogram) -> dict[str, float | None]:
@@ -43,8 +68,12 @@ def build_summary(
     incomplete: list[str],
     exit_code: int,
     open_model: bool,
+    generator: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything a pipeline needs to gate or trend on, in one JSON document."""
+    """Everything a pipeline needs to gate or trend on, in one JSON document.
+
+    ``generator`` is the generator verdict (:func:`wirelab.metrics.generator.judge`).
+    """
     requests: list[dict[str, Any]] = []
     streams: list[dict[str, Any]] = []
     if results is not None:
@@ -94,12 +123,14 @@ def build_summary(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "duration_s": duration_s,
         "exit_code": exit_code,
+        "verdict": verdict_word(exit_code),
         "passed": exit_code == 0,
         "incomplete": incomplete,
         "model": "open (latency from intended start)" if open_model else "closed",
         "requests": requests,
         "streams": streams,
         "thresholds": [verdict.to_dict() for verdict in verdicts],
+        "generator": generator or {},
         "workers": {
             "seen": results.workers_seen if results else [],
             "lost": results.workers_lost if results else [],
@@ -109,14 +140,22 @@ def build_summary(
     }
 
 
-def build_junit(run_id: str, verdicts: list[Verdict], incomplete: list[str]) -> str:
-    """JUnit XML: one test case per threshold verdict, so CI systems show each gate."""
+def build_junit(
+    run_id: str,
+    verdicts: list[Verdict],
+    incomplete: list[str],
+    generator: dict[str, Any] | None = None,
+) -> str:
+    """JUnit XML: one test case per threshold verdict, so CI systems show each gate, and
+    one for the generator (failed when it was the bottleneck, skipped when unmeasured)."""
+    bound = bool(generator) and generator.get("verdict") == GENERATOR_BOUND
     suite = ET.Element(
         "testsuite",
         name=f"wirelab {run_id}",
-        tests=str(len(verdicts) + (1 if incomplete else 0)),
-        failures=str(sum(not v.passed for v in verdicts)),
+        tests=str(len(verdicts) + (1 if incomplete else 0) + (1 if generator else 0)),
+        failures=str(sum(not v.passed for v in verdicts) + bound),
         errors=str(1 if incomplete else 0),
+        skipped=str(int(bool(generator) and generator.get("verdict") == UNMEASURED)),
     )
     for verdict in verdicts:
         case = ET.SubElement(
@@ -128,6 +167,20 @@ def build_junit(run_id: str, verdicts: list[Verdict], incomplete: list[str]) -> 
         if not verdict.passed:
             failure = ET.SubElement(case, "failure", message=verdict.detail)
             failure.text = verdict.detail
+    if generator:
+        bounds = generator.get("bounds", {})
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname="wirelab.generator",
+            name=f"generator kept up (CPU below {bounds.get('cpu_percent', 0):g}% of a core, "
+            f"loop-lag p99 below {bounds.get('loop_lag_p99_ms', 0):g} ms)",
+        )
+        if bound:
+            failure = ET.SubElement(case, "failure", message=generator_claim(generator))
+            failure.text = "\n".join([generator_claim(generator), *generator["reasons"]])
+        elif generator.get("verdict") == UNMEASURED:
+            ET.SubElement(case, "skipped", message="; ".join(generator.get("reasons", ())))
     if incomplete:
         case = ET.SubElement(suite, "testcase", classname="wirelab.run", name="run completed")
         error = ET.SubElement(case, "error", message="; ".join(incomplete))
