@@ -9,6 +9,7 @@ from xml.etree import ElementTree as ET
 from ..metrics.histogram import LogHistogram
 from ..metrics.results import RunResults
 from ..thresholds import Verdict
+from .glance import group_thresholds
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
@@ -99,7 +100,13 @@ def build_summary(
         "model": "open (latency from intended start)" if open_model else "closed",
         "requests": requests,
         "streams": streams,
-        "thresholds": [verdict.to_dict() for verdict in verdicts],
+        # Grouped by expression in the order written, failing subjects first, each part
+        # by name: two runs of one scenario list their verdicts in the same order.
+        "thresholds": [
+            row
+            for group in group_thresholds(verdict.to_dict() for verdict in verdicts)
+            for row in group.subjects
+        ],
         "workers": {
             "seen": results.workers_seen if results else [],
             "lost": results.workers_lost if results else [],
