@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -21,13 +22,17 @@ OPEN_MODEL_NOTE = (
 )
 
 
-def histogram_ms(histogram: LogHistogram) -> dict[str, float | None]:
-    """Percentiles, max and mean of a µs histogram, in ms (``None`` when empty)."""
+def histogram_ms(
+    histogram: LogHistogram, names: Iterable[str] = tuple(QUANTILES)
+) -> dict[str, float | None]:
+    """Percentiles (``names``, default all of :data:`QUANTILES`), max and mean of a µs
+    histogram, in ms (``None`` when empty)."""
+    wanted = {name: QUANTILES[name] for name in names}
     if not histogram:
-        return {**dict.fromkeys(QUANTILES), "max": None, "mean": None}
-    values = histogram.quantiles(list(QUANTILES.values()))
+        return {**dict.fromkeys(wanted), "max": None, "mean": None}
+    values = histogram.quantiles(list(wanted.values()))
     figures: dict[str, float | None] = {
-        name: round(values[q] / 1000, 3) for name, q in QUANTILES.items()
+        name: round(values[q] / 1000, 3) for name, q in wanted.items()
     }
     figures["max"] = round(histogram.max / 1000, 3)
     figures["mean"] = round(histogram.mean / 1000, 3)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..metrics.plugin import LOCAL_WORKER, RunMetrics, current_run
+from ..metrics.series import RequestSeries, SeriesKey, StreamSeries
 from ..report.glance import group_thresholds, is_held, protocol_order
 from ..report.summary import histogram_ms
 from ..thresholds import Threshold, evaluate
@@ -163,18 +164,20 @@ class LiveFigures:
                 "requests": [],
                 "workers": [],
                 "generator": generator,
-                "thresholds": self._thresholds(None, 0.0),
+                "thresholds": self._thresholds(None, None, 0.0),
             }
         info = self._run_info(run, runner, now)
+        # The totals once per snapshot: each read of them copies every series.
+        requests, streams = run.aggregate.requests, run.aggregate.streams
         return {
             "version": 1,
             "now": now,
             "run": info,
-            "streams": self._streams(run, runner),
-            "requests": self._requests(run, runner),
+            "streams": self._streams(run, streams, runner),
+            "requests": self._requests(requests, runner),
             "workers": self._workers(run, runner, generator),
             "generator": generator,
-            "thresholds": self._thresholds(run, info["elapsed_s"]),
+            "thresholds": self._thresholds(requests, streams, info["elapsed_s"]),
         }
 
     def _run_info(self, run: RunMetrics | None, runner: Any, now: float) -> dict[str, Any]:
@@ -205,16 +208,18 @@ class LiveFigures:
         # entries.get, never stats.get: that would create an empty row in Locust's table.
         return entries.get((name, protocol)) if entries is not None else None
 
-    def _streams(self, run: RunMetrics, runner: Any) -> list[dict[str, Any]]:
+    def _streams(
+        self, run: RunMetrics, streams: dict[SeriesKey, StreamSeries], runner: Any
+    ) -> list[dict[str, Any]]:
         aggregate = run.aggregate
         rows = []
-        for series in aggregate.streams.values():
+        for series in streams.values():
             row: dict[str, Any] = {"protocol": series.protocol, "name": series.name}
             for counter in _STREAM_COUNTS:
                 row[counter] = getattr(series, counter)
             row["lost"] = series.missing + series.reset_lost
             row["connected"] = aggregate.connected_now(series.key)
-            row["lag_ms"] = _pick(histogram_ms(series.lag), _LAG)
+            row["lag_ms"] = _pick(histogram_ms(series.lag, _LAG), _LAG)
             # A stream's lag events carry its name, or "<name> deliver" (polling).
             entry = self._locust_entry(runner, f"{series.name} deliver", series.protocol)
             if entry is None:
@@ -224,9 +229,11 @@ class LiveFigures:
             rows.append(row)
         return sorted(rows, key=lambda r: (protocol_order(r["protocol"]), r["name"]))
 
-    def _requests(self, run: RunMetrics, runner: Any) -> list[dict[str, Any]]:
+    def _requests(
+        self, requests: dict[SeriesKey, RequestSeries], runner: Any
+    ) -> list[dict[str, Any]]:
         rows = []
-        for series in run.aggregate.requests.values():
+        for series in requests.values():
             rows.append(
                 {
                     "protocol": series.protocol,
@@ -235,7 +242,7 @@ class LiveFigures:
                     "count": series.count,
                     "failures": series.failures,
                     "error_rate": series.failures / series.count if series.count else None,
-                    "latency_ms": _pick(histogram_ms(series.latency), _LATENCY),
+                    "latency_ms": _pick(histogram_ms(series.latency, _LATENCY), _LATENCY),
                     "locust": _locust_figures(
                         self._locust_entry(runner, series.name, series.protocol)
                     ),
@@ -274,15 +281,15 @@ class LiveFigures:
             )
         return rows
 
-    def _thresholds(self, run: RunMetrics | None, elapsed_s: float) -> dict[str, Any]:
+    def _thresholds(
+        self,
+        requests: dict[SeriesKey, RequestSeries] | None,
+        streams: dict[SeriesKey, StreamSeries] | None,
+        elapsed_s: float,
+    ) -> dict[str, Any]:
         groups: list[dict[str, Any]] = []
-        if run is not None and self.thresholds:
-            verdicts = evaluate(
-                self.thresholds,
-                run.aggregate.requests,
-                run.aggregate.streams,
-                duration_s=elapsed_s,
-            )
+        if requests is not None and streams is not None and self.thresholds:
+            verdicts = evaluate(self.thresholds, requests, streams, duration_s=elapsed_s)
             for group in group_thresholds(verdict.to_dict() for verdict in verdicts):
                 entry = group.to_dict()
                 # No figure yet is not a failure while the run is young: it waits.
