@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -28,7 +27,7 @@ import httpx
 import pytest
 
 from tests.browser import Browser
-from wirelab.processes import ManagedProcess, free_port
+from tests.test_web_login import wirelab_up_behind_login
 from wirelab.report.build import build_report
 from wirelab.report.glance import group_thresholds
 from wirelab.run import RunPlan
@@ -85,26 +84,16 @@ def assert_png(shot: Path) -> None:
 
 @pytest.fixture
 def lab_up(tmp_path: Path):
-    """``wirelab up`` on all interfaces (login on); yields (base URL, run dir, scenario file)."""
+    """``wirelab up`` on all interfaces (login on); yields (base URL, run dir, scenario file,
+    the process)."""
     scenario = tmp_path / "live-view.yaml"
     scenario.write_text(SCENARIO)
-    port = free_port()
-    env = {**os.environ, "WIRELAB_WEB_USER": USER, "WIRELAB_WEB_PASSWORD": PASSWORD}
-    argv = [
-        sys.executable, "-m", "wirelab", "up", "--scenario", str(scenario),
-        "--web-host", "0.0.0.0", "--web-port", str(port),
-        "--report-dir", str(tmp_path / "reports"),
-    ]  # fmt: skip
-    process = ManagedProcess(argv, name="wirelab-up", env=env, log_path=tmp_path / "up.log")
-    process.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        process.wait_ready(lambda: httpx.get(f"{base}/login", timeout=2).status_code == 200, 90)
+    with wirelab_up_behind_login(
+        tmp_path, "--scenario", str(scenario), user=USER, password=PASSWORD, timeout=90
+    ) as (process, base):
         found = re.search(r"logs and results: (\S+)", (tmp_path / "up.log").read_text())
         assert found, process.log_tail()
         yield base, Path(found.group(1)), scenario, process
-    finally:
-        process.stop(grace=30)
 
 
 def test_live_view_during_a_real_run_shows_what_summary_json_says_at_the_end(lab_up, tmp_path):

@@ -194,8 +194,8 @@ def test_the_header_shows_the_generator_verdict_and_what_each_action_did():
     header = page[page.index("class=glance") : page.index("</header>")]
     assert "generator-bound" in header and "CPU max 99.0% of a core" in header
     assert "40% of intervals over a bound" in header
-    assert "rolling_restart all at 10s took 23.4s; 99% of clients back: sse 1.2s" in header
-    assert "drop_connections ws at 30s failed: no replica" in header
+    assert "rolling_restart all at 10.0s took 23.4s; 99% of clients back: sse 1.2s" in header
+    assert "drop_connections ws at 30.0s failed: no replica" in header
     assert "the generator was the bottleneck: worker-1: CPU above 85%" in header
     glance = headline(run)
     assert glance.reason.startswith("every threshold held, but the generator")

@@ -22,9 +22,10 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import locust
 from flask import redirect, request, session, url_for
 from flask_login import UserMixin, login_user
+
+from .listeners import on_init_once
 
 __all__ = ["LOGIN_PATH", "PASSWORD_ENV", "USER_ENV", "register"]
 
@@ -87,11 +88,7 @@ def _install(environment: Any, **_kwargs: Any) -> None:
 
 def register(events: Any = None) -> None:
     """Register the login on ``events`` (default ``locust.events``); idempotent."""
-    events = locust.events if events is None else events
-    if getattr(events, "_wirelab_webauth", False):
-        return
-    events._wirelab_webauth = True
-    events.init.add_listener(_install)
+    on_init_once("_wirelab_webauth", _install, events)
 
 
 register()

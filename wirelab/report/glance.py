@@ -235,15 +235,16 @@ def _action_lines(deploy: Mapping[str, Any] | None) -> list[str]:
     lines = []
     for action in (deploy or {}).get("actions", ()):
         what = f"{action.get('action')} {action.get('service')}"
+        at = f"at {float(action.get('at_s', 0)):.1f}s"
         if not action.get("ok", True):
-            lines.append(f"{what} at {action.get('at_s', 0):g}s failed: {action.get('error', '')}")
+            lines.append(f"{what} {at} failed: {action.get('error', '')}")
             continue
         back = [
-            f"{protocol} {figures['clients_back_99_s']:g}s"
+            f"{protocol} {float(figures['clients_back_99_s']):.1f}s"
             for protocol, figures in (action.get("protocols") or {}).items()
             if figures.get("clients_back_99_s") is not None
         ]
-        line = f"{what} at {action.get('at_s', 0):g}s took {action.get('duration_s', 0):g}s"
+        line = f"{what} {at} took {float(action.get('duration_s', 0)):.1f}s"
         if back:
             line += "; 99% of clients back: " + ", ".join(back)
         lines.append(line)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..metrics.plugin import LOCAL_WORKER, RunMetrics, current_run
-from ..metrics.series import RequestSeries, SeriesKey, StreamSeries
+from ..metrics.series import STREAM_COUNTERS, RequestSeries, SeriesKey, StreamSeries
 from ..report.glance import group_thresholds, is_held, protocol_order
 from ..report.summary import histogram_ms
 from ..thresholds import Threshold, evaluate
@@ -45,17 +45,6 @@ HEALTH_FIGURES = (
 )
 _LATENCY = ("p50", "p99", "p999")
 _LAG = ("p50", "p99")
-_STREAM_COUNTS = (
-    "delivered",
-    "gaps",
-    "missing",
-    "duplicates",
-    "out_of_order",
-    "resets",
-    "reset_lost",
-    "reconnects",
-    "connect_failures",
-)
 
 
 def generator_status() -> dict[str, Any] | None:
@@ -215,7 +204,7 @@ class LiveFigures:
         rows = []
         for series in streams.values():
             row: dict[str, Any] = {"protocol": series.protocol, "name": series.name}
-            for counter in _STREAM_COUNTS:
+            for counter in STREAM_COUNTERS:
                 row[counter] = getattr(series, counter)
             row["lost"] = series.missing + series.reset_lost
             row["connected"] = aggregate.connected_now(series.key)

@@ -24,11 +24,11 @@ import logging
 from importlib import resources
 from typing import Any
 
-import locust
 import locust.runners
 import orjson
 from flask import Blueprint, Response, request
 
+from ..listeners import on_init_once
 from .figures import LiveFigures
 from .settings import thresholds_from_environment
 
@@ -209,13 +209,8 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
 
 
 def register(events: Any = None) -> None:
-    """Register the view on ``events`` (default ``locust.events``); idempotent, like
-    :func:`wirelab.metrics.plugin.register`."""
-    events = locust.events if events is None else events
-    if getattr(events, "_wirelab_live", False):
-        return
-    events._wirelab_live = True
-    events.init.add_listener(_on_init)
+    """Register the view on ``events`` (default ``locust.events``); idempotent."""
+    on_init_once("_wirelab_live", _on_init, events)
 
 
 register()
