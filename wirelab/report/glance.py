@@ -175,11 +175,14 @@ class Headline:
     delivered: int
     lost: int
     worst: list[ProtocolWorst]
-    #: ``summary["generator"]`` (see CONTRACT: verdict, cpu_max, loop_lag_p99_ms, reasons)
-    #: or ``None`` for a run that did not measure its generator.
+    #: ``summary["generator"]`` (``verdict``, ``cpu_max``, ``loop_lag_p99_ms``,
+    #: ``share_affected``, ``reasons``...) or ``None`` for a run that did not measure it.
     generator: dict[str, Any] | None
     #: One line per scenario action (deploy, storm, kill, scale) and how it went.
     actions: list[str]
+    #: Actions that failed or had not finished when the run ended.
+    actions_failed: int
+    #: Request series left out of the worst p99: held open on purpose (long polls).
     held: list[str]
 
 
@@ -231,9 +234,9 @@ def _worst_per_protocol(summary: Mapping[str, Any]) -> list[ProtocolWorst]:
     return worst
 
 
-def _action_lines(deploy: Mapping[str, Any] | None) -> list[str]:
+def _action_lines(actions: Iterable[Mapping[str, Any]]) -> list[str]:
     lines = []
-    for action in (deploy or {}).get("actions", ()):
+    for action in actions:
         what = f"{action.get('action')} {action.get('service')}"
         at = f"at {float(action.get('at_s', 0)):.1f}s"
         if not action.get("ok", True):
@@ -258,6 +261,7 @@ def headline(summary: Mapping[str, Any]) -> Headline:
     count = sum(int(row["count"]) for row in requests)
     failures = sum(int(row["failures"]) for row in requests)
     streams = summary.get("streams", ())
+    actions = (summary.get("deploy") or {}).get("actions", ())
     return Headline(
         verdict=verdict_word(code),
         exit_code=code,
@@ -269,6 +273,7 @@ def headline(summary: Mapping[str, Any]) -> Headline:
         lost=sum(int(row["missing"]) + int(row.get("reset_lost", 0)) for row in streams),
         worst=_worst_per_protocol(summary),
         generator=summary.get("generator") or None,
-        actions=_action_lines(summary.get("deploy")),
+        actions=_action_lines(actions),
+        actions_failed=sum(not action.get("ok", True) for action in actions),
         held=sorted(row["name"] for row in requests if is_held(row["name"])),
     )

@@ -464,7 +464,7 @@ def _header(summary: dict[str, Any], glance: Headline) -> list[str]:
             "deploys & storms",
             _fmt(len(glance.actions)) if glance.actions else "none",
             "<br>".join(escape(line) for line in glance.actions) or "no scenario actions",
-            bad=any("failed" in line for line in glance.actions),
+            bad=bool(glance.actions_failed),
         ),
     ]  # fmt: skip
     out = [

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a snapshot is reused: the page asks every second; more viewers share the work.
 CACHE_S = 0.5
-#: A worker's health figures, as the worker report's health sample names them (see
-#: CONTRACT-generator.md); a figure a worker does not send is ``None``, shown as "—".
+#: A worker's health figures, as the worker report's health sample names them
+#: (:mod:`wirelab.metrics.health`, loop lag included); a figure a worker does not send is
+#: ``None``, shown as "—".
 HEALTH_FIGURES = (
     "cpu_percent",
     "rss_bytes",
