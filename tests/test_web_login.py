@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -93,23 +95,35 @@ def test_wirelab_up_beyond_loopback_without_credentials_is_a_usage_error(tmp_pat
     assert not any(tmp_path.iterdir())
 
 
-def test_wirelab_up_beyond_loopback_serves_the_ui_behind_the_login(tmp_path: Path) -> None:
+@contextmanager
+def wirelab_up_behind_login(
+    tmp_path: Path, *args: str, user: str, password: str, timeout: float = 60
+) -> Iterator[tuple[ManagedProcess, str]]:
+    """``wirelab up ARGS`` on every interface (so behind the login), until its login page
+    answers; yields the process and the UI's base URL, and stops it by pid afterwards."""
     port = free_port()
-    env = {**os.environ, "WIRELAB_WEB_USER": "operator", "WIRELAB_WEB_PASSWORD": "pw-123456"}
+    env = {**os.environ, "WIRELAB_WEB_USER": user, "WIRELAB_WEB_PASSWORD": password}
     argv = [
-        sys.executable, "-m", "wirelab", "up", "--scenario", "smoke", "--protocols", "rest",
-        "--workers", "1", "--web-host", "0.0.0.0", "--web-port", str(port),
-        "--report-dir", str(tmp_path / "reports"),
+        sys.executable, "-m", "wirelab", "up", *args, "--web-host", "0.0.0.0",
+        "--web-port", str(port), "--report-dir", str(tmp_path / "reports"),
     ]  # fmt: skip
     process = ManagedProcess(argv, name="wirelab-up", env=env, log_path=tmp_path / "up.log")
     process.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        process.wait_ready(lambda: httpx.get(f"{base}/login", timeout=1).status_code == 200, 60)
-        with httpx.Client(base_url=base, timeout=5, follow_redirects=False) as client:
-            assert client.get("/stats/requests").status_code in (302, 401)
-            assert client.post("/swarm", data={"user_count": 1}).status_code in (302, 401)
-            client.post("/wirelab/login", data={"username": "operator", "password": "pw-123456"})
-            assert client.get("/stats/requests").status_code == 200
+        process.wait_ready(lambda: httpx.get(f"{base}/login", timeout=2).is_success, timeout)
+        yield process, base
     finally:
-        process.stop(grace=20)
+        process.stop(grace=30)
+
+
+def test_wirelab_up_beyond_loopback_serves_the_ui_behind_the_login(tmp_path: Path) -> None:
+    up = wirelab_up_behind_login(
+        tmp_path, "--scenario", "smoke", "--protocols", "rest", "--workers", "1",
+        user="operator", password="pw-123456",
+    )  # fmt: skip
+    with up as (_, base), httpx.Client(base_url=base, timeout=5, follow_redirects=False) as client:
+        assert client.get("/stats/requests").status_code in (302, 401)
+        assert client.post("/swarm", data={"user_count": 1}).status_code in (302, 401)
+        client.post("/wirelab/login", data={"username": "operator", "password": "pw-123456"})
+        assert client.get("/stats/requests").status_code == 200

@@ -22,6 +22,7 @@ from .processes import sigterm_as_interrupt
 from .protocols import url_environment
 from .scenarios import USER_CLASSES, USER_PROTOCOL, Scenario
 from .thresholds import Threshold
+from .webview.settings import live_view_environment
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ def write_locustfile(run_dir: Path, scenario: Scenario) -> Path:
         "",
         "import wirelab.users as users",
         "import wirelab.webauth  # noqa: F401 - the web UI's login; active with --web-login only",
+        "import wirelab.webview.plugin  # noqa: F401 - the live view at /wirelab/ of the web UI",
         "",
     ]
     balanced = scenario.replicated and any(
@@ -132,6 +134,7 @@ def run_environment(plan: RunPlan, urls: dict[str, str]) -> dict[str, str]:
         "WIRELAB_INTERVAL": f"{plan.interval_s:g}",
         "WIRELAB_RECONNECT": scenario.reconnect,
         **url_environment(urls),
+        **live_view_environment(plan),
     }
     if scenario.rate is not None:
         env["WIRELAB_RATE"] = f"{scenario.rate:g}/s"

@@ -6,6 +6,10 @@ chart): ``WIRELAB_WEB_USER`` and ``WIRELAB_WEB_PASSWORD``. Without them, ``--web
 fails closed: the login page says so and nobody gets in. Sessions are signed with
 ``WIRELAB_WEB_SECRET`` (random per process when unset, so a restart logs everyone out).
 
+After a login the browser goes back to the page that asked for it (the ``next`` of the login
+page's address, when it is a path on this UI: ``/wirelab/`` for the live view), else to
+Locust's UI.
+
 Importing this module registers the plugin; it does nothing unless ``--web-login`` is on.
 """
 
@@ -16,12 +20,14 @@ import logging
 import os
 import secrets
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from flask import redirect, request, session, url_for
 from flask_login import UserMixin, login_user
-from locust import events
 
-__all__ = ["LOGIN_PATH", "PASSWORD_ENV", "USER_ENV"]
+from .listeners import on_init_once
+
+__all__ = ["LOGIN_PATH", "PASSWORD_ENV", "USER_ENV", "register"]
 
 USER_ENV = "WIRELAB_WEB_USER"
 PASSWORD_ENV = "WIRELAB_WEB_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
@@ -37,7 +43,20 @@ class _Operator(UserMixin):
         self.id = name
 
 
-@events.init.add_listener
+def _next_page(referrer: str | None) -> str | None:
+    """The ``next`` path of the login page the form was posted from, if it is a plain path
+    on this server (never another site: ``//host``, ``https://``, a backslash)."""
+    if not referrer:
+        return None
+    wanted = parse_qs(urlsplit(referrer).query).get("next", [""])[0]
+    parts = urlsplit(wanted)
+    if not wanted.startswith("/") or wanted.startswith("//") or "\\" in wanted:
+        return None
+    if parts.scheme or parts.netloc:
+        return None
+    return wanted
+
+
 def _install(environment: Any, **_kwargs: Any) -> None:
     web_ui = getattr(environment, "web_ui", None)
     if web_ui is None or not web_ui.web_login:
@@ -62,6 +81,14 @@ def _install(environment: Any, **_kwargs: Any) -> None:
         password_ok = hmac.compare_digest(given.encode(), password.encode())
         if user and password and name_ok and password_ok:
             login_user(_Operator(user))
-            return redirect(url_for("locust.index"))
+            return redirect(_next_page(request.referrer) or url_for("locust.index"))
         session["auth_error"] = "Invalid username or password"
         return redirect(url_for("locust.login"))
+
+
+def register(events: Any = None) -> None:
+    """Register the login on ``events`` (default ``locust.events``); idempotent."""
+    on_init_once("_wirelab_webauth", _install, events)
+
+
+register()

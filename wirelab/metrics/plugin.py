@@ -80,6 +80,7 @@ __all__ = [
     "RunMetrics",
     "annotate",
     "base_tags",
+    "current_run",
     "register",
     "write_points",
 ]
@@ -607,6 +608,14 @@ def base_tags() -> dict[str, str]:
     plugin = _plugin()
     config = plugin.config or PluginConfig.from_env()
     return config.base_tags
+
+
+def current_run(events: Any = None) -> RunMetrics | None:
+    """The run this process merges (the master's, or a local run's), for live readers such
+    as the web UI's view; ``None`` on a worker or before Locust's init. Read-only use: the
+    plugin keeps writing to it."""
+    plugin = getattr(locust.events if events is None else events, "_wirelab_metrics", None)
+    return None if plugin is None else plugin.run
 
 
 def write_points(points: list[Point]) -> bool:

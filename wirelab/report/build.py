@@ -7,14 +7,15 @@ import time
 from typing import TYPE_CHECKING
 
 from ..exitcodes import EXIT_GENERATOR_BOUND, EXIT_INCOMPLETE, EXIT_OK, EXIT_THRESHOLD_FAILED
-from ..metrics.generator import GENERATOR_BOUND, UNMEASURED, judge
+from ..metrics.generator import GENERATOR_BOUND, judge
 from ..metrics.lineprotocol import encode, threshold_point
 from ..metrics.results import RunResults, load_results
 from ..metrics.sinks import open_transport, parse_sink_url
 from ..thresholds import Verdict, evaluate
 from .deploy import deploy_summary
 from .html import render_report
-from .summary import OPEN_MODEL_NOTE, build_junit, build_summary, generator_claim, verdict_word
+from .summary import build_junit, build_summary
+from .terminal import format_terminal_summary
 
 if TYPE_CHECKING:
     from ..run import RunPlan
@@ -146,76 +147,3 @@ def write_threshold_points(plan: RunPlan, verdicts: list[Verdict]) -> dict[str, 
         except Exception as exc:  # a sink failure must not change the verdict
             outcome[url] = f"failed: {type(exc).__name__}"
     return outcome
-
-
-def format_terminal_summary(summary: dict) -> str:
-    """A compact table for the terminal, then each threshold's verdict."""
-    open_model = any("service_ms" in row for row in summary["requests"])
-    head = f"{'name':<28}{'count':>9}{'fail':>7}" + "".join(
-        f"{title:>9}" for title in ("p50 ms", "p95 ms", "p99 ms", "max ms")
-    )
-    lines = ["", head + (f"{'svc p99':>9}{'dropped':>9}" if open_model else "")]
-    for row in summary["requests"]:
-        lat = row["latency_ms"]
-        line = f"{row['name'][:27]:<28}{row['count']:>9}{row['failures']:>7}" + "".join(
-            _cell(lat[key]) for key in ("p50", "p95", "p99", "max")
-        )
-        if open_model:
-            line += _cell((row.get("service_ms") or {}).get("p99")) + f"{row.get('dropped', 0):>9}"
-        lines.append(line)
-    if open_model:
-        lines.append(f"  open model: {OPEN_MODEL_NOTE}")
-    if summary["streams"]:
-        lines.append(
-            f"\n{'stream':<28}{'delivered':>10}{'missing':>9}{'dup':>6}{'resets':>8}"
-            f"{'reconn':>8}{'lag p99':>9}"
-        )
-        for row in summary["streams"]:
-            lines.append(
-                f"{row['name'][:27]:<28}{row['delivered']:>10}{row['missing']:>9}"
-                f"{row['duplicates']:>6}{row['resets']:>8}{row['reconnects']:>8}"
-                + _cell(row["lag_ms"]["p99"])
-            )
-    if summary["thresholds"]:
-        lines.append("")
-        for row in summary["thresholds"]:
-            mark = "ok  " if row["passed"] else "FAIL"
-            lines.append(f"  {mark} {row['expression']} [{row['subject']}]: {row['detail']}")
-    for lost in summary["workers"]["lost"]:
-        lines.append(f"  note: worker {lost.get('worker')} was lost; its earlier counts are kept")
-    for reason in summary["incomplete"]:
-        lines.append(f"  INCOMPLETE: {reason}")
-    lines += generator_lines(summary.get("generator") or {})
-    verdict = verdict_word(summary["exit_code"])
-    if verdict == "FAILED":
-        verdict += " (a threshold)"
-    lines.append(f"\nrun {summary['run_id']}: {verdict} (exit code {summary['exit_code']})")
-    return "\n".join(lines)
-
-
-def generator_lines(generator: dict) -> list[str]:
-    """The terminal's generator line (and, when it was the bottleneck, why, per worker)."""
-    if not generator or generator.get("verdict") == UNMEASURED:
-        return ["  generator: not measured (no worker reported its CPU and loop lag)"]
-    bounds = generator["bounds"]
-    figures = (
-        f"CPU max {generator['cpu_max']:.0f}% of a core (mean {generator['cpu_mean']:.0f}%), "
-        f"loop-lag p99 {_number(generator['loop_lag_p99_ms'])} ms "
-        f"(max {_number(generator['loop_lag_max_ms'])}); "
-        f"bounds {bounds['cpu_percent']:g}% and {bounds['loop_lag_p99_ms']:g} ms"
-    )
-    if generator["verdict"] != GENERATOR_BOUND:
-        lines = [f"  generator: clean: {figures}"]
-    else:
-        lines = [f"  generator: GENERATOR-BOUND: {generator_claim(generator)} {figures}"]
-        lines += [f"    {reason}" for reason in generator["reasons"]]
-    lines += [f"    note: {note}" for note in generator.get("notes", ())]
-    return lines
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _cell(value: float | None) -> str:
-    return f"{'-' if value is None else f'{value:.1f}':>9}"

@@ -1,11 +1,15 @@
 """``report.html``: the run as a person would rather read it than the JSON.
 
-One self-contained page (inline CSS and SVG): the verdict and thresholds first, then the
-tables, then time series that follow the Grafana dashboards' panels (``dashboards/``): the
-same titles in the same order, one heading per dashboard, aggregated per interval as the
-panels' InfluxQL does, with scenario actions marked on every chart. Charts without data in
-the run's ``timeseries.lp`` are left out, and the deploy section appears only for runs that
-acted on their targets.
+One self-contained page (inline CSS and SVG, no script): first the run at a glance (its
+verdict and why, requests and error rate, events delivered and lost, the worst p99 per
+protocol, the generator's verdict, what each deploy or storm did), then the thresholds, one
+row per expression with its worst subject and the rest behind a disclosure, then the tables,
+then time series that follow the Grafana dashboards' panels (``dashboards/``): the same
+titles in the same order, one heading per dashboard, aggregated per interval as the panels'
+InfluxQL does, with scenario actions marked on every chart. Long polls (held by the server
+until there is news) are left out of the latency charts and drawn on their own, since their
+time is waiting by design. Charts without data in the run's ``timeseries.lp`` are left out,
+and the deploy section appears only for runs that acted on their targets.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from ..metrics.generator import BOUNDS, GENERATOR_BOUND, UNMEASURED
 from ..metrics.lineprotocol import Point
 from ..metrics.results import RunResults
 from .deploy import deploy_html
-from .summary import OPEN_MODEL_NOTE, generator_claim, verdict_word
+from .glance import (
+    Headline,
+    ThresholdGroup,
+    generator_claim,
+    group_thresholds,
+    headline,
+    is_held,
+)
+from .summary import OPEN_MODEL_NOTE
 from .svg import line_chart
 
 Series = dict[str, list[tuple[float, float]]]
@@ -40,6 +52,16 @@ _CSS = " ".join(
         ".note{background:#fff8c5;padding:8px 12px;border-radius:4px;margin:6px 0}",
         ".charts{display:flex;flex-wrap:wrap;gap:12px}",
         ".chart{border:1px solid #eee;border-radius:4px}.meta{color:#555}",
+        ".glance{margin-bottom:8px}.reason{font-size:15px;margin:6px 0}",
+        ".cards{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0}",
+        ".card{border:1px solid #d0d7de;border-radius:6px;padding:8px 12px;min-width:170px;",
+        "max-width:420px}.bad-card{border-color:#cf222e;background:#fff5f5}",
+        ".card .label{color:#555;font-size:12px;text-transform:uppercase;letter-spacing:.04em}",
+        ".card .value{font-size:22px;font-weight:600}.card .detail{color:#444;font-size:13px}",
+        "details summary{cursor:pointer;color:#0969da}table.subjects{margin:4px 0 0}",
+        "tr.fail-row td{background:#fff5f5}td{vertical-align:top}",
+        "table.thresholds td,table.thresholds th,td.name{text-align:left}",
+        ".tag{background:#ddf4ff;color:#0550ae;border-radius:3px;padding:0 5px;font-size:12px}",
     )
 )
 
@@ -59,7 +81,9 @@ class _Source:
     """Where a chart's lines come from, aggregated per interval as the panel's query does.
 
     ``how``: ``rate`` (the interval's sum over its length), ``sum``, ``max`` or ``mean``;
-    one line per ``by`` tag value and field label.
+    one line per ``by`` tag value and field label. ``held``: ``False`` leaves out the
+    requests the server holds on purpose (:data:`~.glance.HELD_REQUESTS`), ``True`` keeps
+    only those, ``None`` takes every series.
     """
 
     measurement: str
@@ -67,6 +91,11 @@ class _Source:
     by: str = ""
     how: str = "max"
     scale: float = 1.0
+    held: bool | None = None
+
+    def takes(self, point: Point) -> bool:
+        """Whether ``point`` belongs to this source's lines."""
+        return self.held is None or is_held(point.tags.get("name", "")) == self.held
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +119,11 @@ def _chart(
     *,
     scale: float = 1.0,
     line: tuple[float, str] | None = None,
+    held: bool | None = None,
 ) -> Chart:
     """A chart of one measurement; ``fields`` is ``"field"`` or ``"field:label ..."``."""
     pairs = tuple((spec.partition(":")[0], spec.partition(":")[2]) for spec in fields.split())
-    return Chart(title, unit, (_Source(measurement, pairs, by, how, scale),), line)
+    return Chart(title, unit, (_Source(measurement, pairs, by, how, scale, held),), line)
 
 
 _PERCENTILES = "p50:p50 p90:p90 p95:p95 p99:p99 p999:p99.9"
@@ -106,9 +136,14 @@ _CHURN = (
     "connects:connects disconnects:disconnects connect_failures:failed-connects goaways:goaways"
 )
 
+#: The one chart the dashboards do not have: long polls' time, apart from latency.
+HOLD_CHART = "Long-poll hold time (waiting by design, not latency)"
+#: Charts of the report that are not panels of the dashboards.
+REPORT_ONLY_CHARTS = frozenset({HOLD_CHART})
+
 #: The report's charts: the time-series panels of the Grafana dashboards (``dashboards/``),
-#: same titles, same order, one section per dashboard. A chart already drawn in an earlier
-#: section, or without data in the run, is left out.
+#: same titles, same order, one section per dashboard (plus :data:`REPORT_ONLY_CHARTS`). A
+#: chart already drawn in an earlier section, or without data in the run, is left out.
 CHART_SECTIONS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
     (
         "Run overview",
@@ -116,10 +151,20 @@ CHART_SECTIONS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
             _chart("Users", "users", "users", "users:users", how="mean"),
             _chart("Throughput per protocol", "req/s", "requests", "count", "protocol", "rate"),
             _chart("Failures per protocol", "req/s", "requests", "failures", "protocol", "rate"),
-            _chart("Latency p50 per protocol", "ms", "requests", "p50:p50", "protocol"),
-            _chart("Latency p99 per protocol", "ms", "requests", "p99:p99", "protocol"),
-            _chart("Latency percentiles of the selected requests", "ms", "requests", _PERCENTILES),
-            _chart("Latency p99 per request", "ms", "requests", "p99:p99", "name"),
+            _chart(
+                "Latency p50 per protocol", "ms", "requests", "p50:p50", "protocol", held=False
+            ),
+            _chart(
+                "Latency p99 per protocol", "ms", "requests", "p99:p99", "protocol", held=False
+            ),
+            _chart(
+                "Latency percentiles of the selected requests", "ms", "requests", _PERCENTILES,
+                held=False,
+            ),
+            _chart("Latency p99 per request", "ms", "requests", "p99:p99", "name", held=False),
+            _chart(
+                HOLD_CHART, "ms", "requests", "p50:p50 p99:p99 max:max", "name", held=True
+            ),
         ),
     ),
     (
@@ -296,6 +341,8 @@ class _Points:
         how: dict[str, str] = {}
         for source in chart.sources:
             for point in self.by_measurement.get(source.measurement, ()):
+                if not source.takes(point):
+                    continue
                 at = round(((point.time_ns or self.start_ns) - self.start_ns) / 1e9, 3)
                 group = _label(source.by, point.tags.get(source.by, "?")) if source.by else ""
                 for field_name, field_label in source.fields:
@@ -368,36 +415,15 @@ def _markers(results: RunResults) -> list[tuple[float, str]]:
 
 def render_report(summary: dict[str, Any], results: RunResults | None) -> str:
     """The whole page as one string."""
-    verdict = verdict_word(summary["exit_code"])
-    css = {"PASSED": "pass", "FAILED": "fail", "GENERATOR-BOUND": "bound"}.get(
-        verdict, "incomplete"
-    )
+    glance = headline(summary)
     out = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>wirelab {escape(summary['run_id'])}</title><style>{_CSS}</style></head><body>",
-        f"<h1>wirelab run {escape(summary['run_id'])} "
-        f"<span class='verdict {css}'>{verdict}</span></h1>",
-        f"<div class=meta>scenario <b>{escape(summary['scenario'])}</b> · "
-        f"{summary['duration_s']:g}s · model: {escape(summary['model'])} · "
-        f"finished {escape(summary['finished_at'])}</div>",
+        f"<title>wirelab {escape(summary['run_id'])}: {glance.verdict}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        *_header(summary, glance),
     ]
     out += _notes(summary)
-    out.append("<h2>Thresholds</h2>")
-    if summary["thresholds"]:
-        out.append(
-            "<table><tr><th>threshold</th><th>subject</th><th>observed</th><th>result</th></tr>"
-        )
-        for row in summary["thresholds"]:
-            mark = (
-                "<span class=good>pass</span>" if row["passed"] else "<span class=bad>FAIL</span>"
-            )
-            out.append(
-                f"<tr><td>{escape(row['expression'])}</td><td>{escape(row['subject'])}</td>"
-                f"<td>{escape(row['detail'])}</td><td>{mark}</td></tr>"
-            )
-        out.append("</table>")
-    else:
-        out.append("<p>No thresholds were set.</p>")
+    out += _thresholds(group_thresholds(summary["thresholds"]))
     out += _generator_section(summary.get("generator") or {})
     out += _request_table(summary)
     out += _stream_table(summary)
@@ -406,6 +432,126 @@ def render_report(summary: dict[str, Any], results: RunResults | None) -> str:
         out += _over_time(results)
     out.append("</body></html>")
     return "\n".join(out)
+
+
+_VERDICT_CSS = {"PASSED": "pass", "FAILED": "fail", "GENERATOR-BOUND": "bound"}
+
+
+def _card(label: str, value: str, detail: str = "", *, bad: bool = False) -> str:
+    css = "card bad-card" if bad else "card"
+    return (
+        f"<div class='{css}'><div class=label>{escape(label)}</div>"
+        f"<div class=value>{value}</div><div class=detail>{detail}</div></div>"
+    )
+
+
+def _generator_card(generator: dict[str, Any] | None) -> str:
+    if not generator:
+        return _card("generator", "—", "not measured in this run")
+    verdict = str(generator.get("verdict", "—"))
+    figures = []
+    if generator.get("cpu_max") is not None:
+        figures.append(f"CPU max {_fmt(float(generator['cpu_max']))}% of a core")
+    if generator.get("loop_lag_p99_ms") is not None:
+        figures.append(f"loop lag p99 {_fmt(float(generator['loop_lag_p99_ms']), 2)} ms")
+    bound = verdict == "generator-bound"
+    if bound and generator.get("share_affected") is not None:
+        figures.append(f"{float(generator['share_affected']):.0%} of intervals over a bound")
+    return _card("generator", escape(verdict), " · ".join(figures), bad=bound)
+
+
+def _header(summary: dict[str, Any], glance: Headline) -> list[str]:
+    css = _VERDICT_CSS.get(glance.verdict, "incomplete")
+    error_rate = "–" if glance.error_rate is None else f"{glance.error_rate:.2%}"
+    cards = [
+        _card(
+            "requests", _fmt(glance.requests), f"{_fmt(glance.failures)} failed · {error_rate}",
+            bad=bool(glance.failures),
+        ),
+        _card(
+            "events delivered", _fmt(glance.delivered),
+            f"<span class={'bad' if glance.lost else 'good'}>{_fmt(glance.lost)} lost</span>",
+            bad=bool(glance.lost),
+        ),
+        _generator_card(glance.generator),
+        _card(
+            "deploys & storms",
+            _fmt(len(glance.actions)) if glance.actions else "none",
+            "<br>".join(escape(line) for line in glance.actions) or "no scenario actions",
+            bad=bool(glance.actions_failed),
+        ),
+    ]  # fmt: skip
+    out = [
+        "<header class=glance>",
+        f"<h1>wirelab run {escape(summary['run_id'])} "
+        f"<span class='verdict {css}'>{glance.verdict}</span></h1>",
+        f"<div class=meta>scenario <b>{escape(summary['scenario'])}</b> · "
+        f"{summary['duration_s']:g}s · model: {escape(summary['model'])} · "
+        f"finished {escape(summary['finished_at'])} · exit code {glance.exit_code}</div>",
+        f"<p class=reason>{escape(glance.reason[:1].upper() + glance.reason[1:])}.</p>",
+        "<div class=cards>",
+        *cards,
+        "</div>",
+    ]
+    if glance.worst:
+        out.append(
+            "<table class=worst><tr><th>worst p99</th><th>request (ms)</th><th></th>"
+            "<th>delivery lag (ms)</th><th></th></tr>"
+        )
+        for worst in glance.worst:
+            out.append(
+                f"<tr><td>{escape(worst.protocol)}</td>"
+                f"<td>{_fmt(worst.request_p99_ms, 2)}</td>"
+                f"<td class='meta name'>{escape(worst.request or '')}</td>"
+                f"<td>{_fmt(worst.lag_p99_ms, 2)}</td>"
+                f"<td class='meta name'>{escape(worst.stream or '')}</td></tr>"
+            )
+        out.append("</table>")
+        if glance.held:
+            out.append(
+                f"<div class=meta>Not ranked: {escape(', '.join(glance.held))} (held by the "
+                "server until news; see the requests table).</div>"
+            )
+    out.append("</header>")
+    return out
+
+
+def _mark(passed: bool) -> str:
+    return "<span class=good>pass</span>" if passed else "<span class=bad>FAIL</span>"
+
+
+def _thresholds(groups: list[ThresholdGroup]) -> list[str]:
+    """One row per expression, in the order written; every subject behind a disclosure."""
+    out = ["<h2>Thresholds</h2>"]
+    if not groups:
+        return [*out, "<p>No thresholds were set.</p>"]
+    out.append(
+        "<table class=thresholds><tr><th>result</th><th>threshold</th><th>worst subject</th>"
+        "<th>observed</th><th>subjects</th></tr>"
+    )
+    for group in groups:
+        worst = group.worst
+        total = len(group.subjects)
+        if total == 1:
+            subjects = "1"
+        else:
+            count = f"{group.failed} of {total} failed" if group.failed else f"all {total} held"
+            rows = "".join(
+                f"<tr><td>{_mark(row['passed'])}</td><td>{escape(str(row['subject']))}</td>"
+                f"<td>{escape(str(row['detail']))}</td></tr>"
+                for row in group.subjects
+            )
+            subjects = (
+                f"<details><summary>{count}</summary><table class=subjects>{rows}</table></details>"
+            )
+        out.append(
+            f"<tr class={'pass-row' if group.passed else 'fail-row'}>"
+            f"<td>{_mark(group.passed)}</td><td><code>{escape(group.expression)}</code></td>"
+            f"<td>{escape(group.worst_subject)}</td><td>{escape(str(worst['detail']))}</td>"
+            f"<td>{subjects}</td></tr>"
+        )
+    out.append("</table>")
+    return out
 
 
 def _notes(summary: dict[str, Any]) -> list[str]:
@@ -497,8 +643,9 @@ def _request_table(summary: dict[str, Any]) -> list[str]:
     for row in rows:
         lat = row["latency_ms"]
         failures = row["failures"]
+        held = " <span class=tag>held</span>" if is_held(row["name"]) else ""
         cells = [
-            escape(row["name"]),
+            escape(row["name"]) + held,
             escape(row["protocol"]),
             _fmt(row["count"]),
             f"<span class={'bad' if failures else 'good'}>{_fmt(failures)}</span>",
@@ -510,6 +657,14 @@ def _request_table(summary: dict[str, Any]) -> list[str]:
             cells += [_fmt(svc.get("p50"), 2), _fmt(svc.get("p99"), 2), _fmt(row.get("dropped", 0))]
         out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     out.append("</table>")
+    held = sorted(row["name"] for row in rows if is_held(row["name"]))
+    if held:
+        out.append(
+            f"<div class=meta><span class=tag>held</span> {escape(', '.join(held))}: long "
+            "polls, which the server holds until there is news. Their time is mostly that wait, "
+            "by design, not latency: the latency charts leave them out and "
+            f"“{escape(HOLD_CHART)}” draws them apart.</div>"
+        )
     return out
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from ..exitcodes import EXIT_GENERATOR_BOUND, EXIT_OK, EXIT_THRESHOLD_FAILED
 from ..metrics.generator import GENERATOR_BOUND, UNMEASURED
 from ..metrics.histogram import LogHistogram
 from ..metrics.results import RunResults
 from ..thresholds import Verdict
+from .glance import generator_claim, group_thresholds, verdict_word
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
@@ -22,36 +23,17 @@ OPEN_MODEL_NOTE = (
 )
 
 
-#: The run's verdict word per exit code; any other code is INCOMPLETE.
-VERDICT_WORDS = {
-    EXIT_OK: "PASSED",
-    EXIT_THRESHOLD_FAILED: "FAILED",
-    EXIT_GENERATOR_BOUND: "GENERATOR-BOUND",
-}
-
-
-def verdict_word(exit_code: int) -> str:
-    """``PASSED``, ``FAILED``, ``GENERATOR-BOUND`` or ``INCOMPLETE``."""
-    return VERDICT_WORDS.get(exit_code, "INCOMPLETE")
-
-
-def generator_claim(generator: dict[str, Any]) -> str:
-    """What a generator-bound verdict means for the run's figures, in one sentence."""
-    distorts = ", ".join(generator.get("distorts") or ()) or "every time it measured"
-    share = generator.get("share_affected") or 0.0
-    return (
-        f"The load generator was saturated in {share:.0%} of the run: its own delay is in "
-        f"the {distorts} it measured then."
-    )
-
-
-def histogram_ms(histogram: LogHistogram) -> dict[str, float | None]:
-    """Percentiles, max and mean of a µs histogram, in ms (``None`` when empty)."""
+def histogram_ms(
+    histogram: LogHistogram, names: Iterable[str] = tuple(QUANTILES)
+) -> dict[str, float | None]:
+    """Percentiles (``names``, default all of :data:`QUANTILES`), max and mean of a µs
+    histogram, in ms (``None`` when empty)."""
+    wanted = {name: QUANTILES[name] for name in names}
     if not histogram:
-        return {**dict.fromkeys(QUANTILES), "max": None, "mean": None}
-    values = histogram.quantiles(list(QUANTILES.values()))
+        return {**dict.fromkeys(wanted), "max": None, "mean": None}
+    values = histogram.quantiles(list(wanted.values()))
     figures: dict[str, float | None] = {
-        name: round(values[q] / 1000, 3) for name, q in QUANTILES.items()
+        name: round(values[q] / 1000, 3) for name, q in wanted.items()
     }
     figures["max"] = round(histogram.max / 1000, 3)
     figures["mean"] = round(histogram.mean / 1000, 3)
@@ -129,7 +111,13 @@ def build_summary(
         "model": "open (latency from intended start)" if open_model else "closed",
         "requests": requests,
         "streams": streams,
-        "thresholds": [verdict.to_dict() for verdict in verdicts],
+        # Grouped by expression in the order written, failing subjects first, each part
+        # by name: two runs of one scenario list their verdicts in the same order.
+        "thresholds": [
+            row
+            for group in group_thresholds(verdict.to_dict() for verdict in verdicts)
+            for row in group.subjects
+        ],
         "generator": generator or {},
         "workers": {
             "seen": results.workers_seen if results else [],
