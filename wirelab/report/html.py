@@ -597,16 +597,17 @@ def _generator_section(generator: dict[str, Any]) -> list[str]:
     if verdict == UNMEASURED:
         out.append(f"<p>Not measured: {escape('; '.join(generator.get('reasons', ())))}.</p>")
         return out
-    bounds = generator["bounds"]
+    # A summary from another writer may carry fewer keys: the defaults say what is known.
+    bounds = generator.get("bounds") or BOUNDS
     mark = "bad" if verdict == GENERATOR_BOUND else "good"
     out.append(
         f"<p><span class={mark}>{escape(verdict)}</span> · bounds: CPU "
         f"{bounds['cpu_percent']:g}% of one core, loop-lag p99 {bounds['loop_lag_p99_ms']:g} ms "
-        f"· share of the run affected: {generator['share_affected']:.0%}</p>"
+        f"· share of the run affected: {generator.get('share_affected') or 0.0:.0%}</p>"
     )
     if verdict == GENERATOR_BOUND:
         out.append(f"<div class=note>{escape(generator_claim(generator))}</div>")
-        out += [f"<div class=note>{escape(reason)}</div>" for reason in generator["reasons"]]
+        out += [f"<div class=note>{escape(r)}</div>" for r in generator.get("reasons", ())]
     out += [f"<div class=note>Note: {escape(note)}.</div>" for note in generator.get("notes", ())]
     out.append(
         "<table><tr><th>worker</th><th>CPU max %</th><th>CPU mean %</th><th>loop lag p50 ms</th>"
@@ -614,16 +615,17 @@ def _generator_section(generator: dict[str, Any]) -> list[str]:
         "<th>bound</th></tr>"
     )
     for name, row in generator.get("workers", {}).items():
+        over = f"{row['intervals_over']} of {row['intervals']}" if "intervals" in row else "—"
         cells = [
             escape(name),
-            _fmt(row["cpu_max"]),
-            _fmt(row["cpu_mean"]),
-            _fmt(row["loop_lag_p50_ms"], 2),
-            _fmt(row["loop_lag_p99_ms"], 2),
-            _fmt(row["loop_lag_max_ms"], 1),
+            _fmt(row.get("cpu_max")),
+            _fmt(row.get("cpu_mean")),
+            _fmt(row.get("loop_lag_p50_ms"), 2),
+            _fmt(row.get("loop_lag_p99_ms"), 2),
+            _fmt(row.get("loop_lag_max_ms"), 1),
             _fmt(row.get("host_lag_p99_ms"), 2),
-            f"{row['intervals_over']} of {row['intervals']}",
-            "<span class=bad>yes</span>" if row["bound"] else "<span class=good>no</span>",
+            over,
+            "<span class=bad>yes</span>" if row.get("bound") else "<span class=good>no</span>",
         ]
         out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     out.append("</table>")
