@@ -21,10 +21,11 @@ from flask import redirect, request, session, url_for
 from flask_login import UserMixin, login_user
 from locust import events
 
+from .exposure import WEB_PASSWORD_ENV as PASSWORD_ENV
+from .exposure import WEB_USER_ENV as USER_ENV
+
 __all__ = ["LOGIN_PATH", "PASSWORD_ENV", "USER_ENV"]
 
-USER_ENV = "WIRELAB_WEB_USER"
-PASSWORD_ENV = "WIRELAB_WEB_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
 SECRET_ENV = "WIRELAB_WEB_SECRET"  # noqa: S105 - the name of a variable, not a secret
 #: Where the login form posts (Locust renders the form; this checks it).
 LOGIN_PATH = "/wirelab/login"
