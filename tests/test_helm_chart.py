@@ -18,11 +18,17 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from tests.k8s_tools import CHART, ROOT, helm_template, run, tools, validate
+from wirelab.exposure import WEB_PASSWORD_ENV, WEB_USER_ENV
 from wirelab.probes import wait_for_targets
+from wirelab.processes import ManagedProcess, free_port
+from wirelab.protocols import URL_VARIABLES
+from wirelab.run_options import CLUSTER_SETTINGS, RUN_OPTIONS
+from wirelab.units import DURATION_PATTERN, RATE_PATTERN, SIZE_PATTERN, parse_duration
 
 PROTOCOLS = ("rest", "sse", "ws", "grpc")
 TARGETS_OFF = {f"targets.{p}.enabled": False for p in PROTOCOLS}
@@ -916,7 +922,6 @@ def test_the_job_deadline_is_the_run_duration_plus_half_an_hour(duration, second
 
 @pytest.mark.parametrize("text", ["30s", "250ms", "1.5h", "45", "2m", "1h30m", "5 minutes", "-1s"])
 def test_the_schema_accepts_exactly_the_durations_wirelab_parses(text):
-    from wirelab.units import parse_duration  # noqa: PLC0415
 
     schema = json.loads((CHART / "values.schema.json").read_text())
     pattern = schema["properties"]["targets"]["properties"]["heartbeat"]["pattern"]
@@ -1179,10 +1184,6 @@ def test_lab_mode_web_ui_refuses_anonymous_requests_and_admits_the_secrets_login
     """The lab-mode master's container as rendered (command, args, and env with the
     Secret's values), run here as a local process, listening on loopback instead of the
     pod's interfaces. No InfluxDB in this render: nothing may leave loopback."""
-    import httpx  # noqa: PLC0415 - a dev dependency
-
-    from wirelab.processes import ManagedProcess, free_port  # noqa: PLC0415
-
     objects_ = helm_template({"influxdb.enabled": False, "grafana.enabled": False})
     container = master_container(objects_)
     pod_env = resolved_env(container, objects_)
@@ -1221,8 +1222,6 @@ def test_lab_mode_web_ui_refuses_anonymous_requests_and_admits_the_secrets_login
 
 
 def test_the_values_schema_reads_durations_sizes_and_rates_with_wirelabs_grammar():
-    from wirelab.units import DURATION_PATTERN, RATE_PATTERN, SIZE_PATTERN  # noqa: PLC0415
-
     schema = json.loads((CHART / "values.schema.json").read_text())
 
     def pattern(path: str) -> str:
@@ -1241,10 +1240,6 @@ def test_the_values_schema_reads_durations_sizes_and_rates_with_wirelabs_grammar
 def test_every_variable_the_chart_gives_the_load_side_is_one_wirelab_reads(rendered):
     """The chart and `wirelab cluster` agree on names: a renamed option cannot leave the
     chart setting a variable nobody reads."""
-    from wirelab.exposure import WEB_PASSWORD_ENV, WEB_USER_ENV  # noqa: PLC0415
-    from wirelab.protocols import URL_VARIABLES  # noqa: PLC0415
-    from wirelab.run_options import CLUSTER_SETTINGS, RUN_OPTIONS  # noqa: PLC0415
-
     roles = {option.env for option in RUN_OPTIONS if option.env}
     roles |= set(CLUSTER_SETTINGS) | set(URL_VARIABLES.values()) | {WEB_USER_ENV, WEB_PASSWORD_ENV}
     # Read past the roles: by the metrics plugin and the users (tokens) and the orchestrator.

@@ -22,6 +22,7 @@ from typing import Any
 from . import __version__
 from .exitcodes import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, UsageError
 from .exposure import WEB_PASSWORD_ENV, WEB_USER_ENV, is_loopback, web_login_missing
+from .probes import wait_for_targets
 from .protocols import PROTOCOL_ORDER, URL_VARIABLES
 from .run_options import (
     CLUSTER_SETTINGS,
@@ -297,8 +298,6 @@ def _targets(args: argparse.Namespace) -> int:
 
 
 def _check_targets(args: argparse.Namespace) -> int:
-    from .probes import wait_for_targets  # noqa: PLC0415 - the gRPC probe loads grpcio
-
     urls: dict[str, str] = {}
     for check in args.checks:
         protocol, sep, url = check.partition("=")
@@ -352,7 +351,8 @@ def _parse_ports(text: str) -> dict[str, int]:
 
 
 def _serve_targets(args: argparse.Namespace) -> int:
-    from .logs import configure_logging  # noqa: PLC0415 - keep --help fast
+    # The targets' servers (uvloop, grpcio, redis): only for `targets serve`.
+    from .logs import configure_logging  # noqa: PLC0415
     from .targets.base import TargetSettings  # noqa: PLC0415
     from .targets.runner import AdminSettings, FeedSettings, serve  # noqa: PLC0415
 
@@ -406,7 +406,7 @@ def _serve_targets(args: argparse.Namespace) -> int:
 
 
 def _test_hooks(args: argparse.Namespace) -> dict[str, object]:
-    from .targets.test_hooks import HookError, LatencyMix, StallPlan  # noqa: PLC0415
+    from .targets.test_hooks import HookError, LatencyMix, StallPlan  # noqa: PLC0415 - as above
 
     try:
         return {
@@ -473,13 +473,13 @@ def _scenarios(args: argparse.Namespace) -> int:
 
 
 def _influx(args: argparse.Namespace) -> int:
-    from .influx_push import push_run  # noqa: PLC0415
+    from .influx_push import push_run  # noqa: PLC0415 - the sinks' clients: only for this
 
     return push_run(args.run_dir, args.url)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo  # noqa: PLC0415
+    from .demo import run_demo  # noqa: PLC0415 - the run's modules: keep --help fast
 
     return run_demo(duration=args.duration, report_dir=args.report_dir)
 
