@@ -11,10 +11,12 @@ import urllib.request
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import httpx
 import psutil
 import pytest
 
 from tests.own_locustfile import OWN_LOCUSTFILE, write_own_locustfile
+from wirelab.processes import ManagedProcess, free_port
 
 PROTOCOLS = ["rest", "sse", "ws", "grpc"]
 
@@ -238,3 +240,37 @@ def test_a_target_that_skips_a_seq_produces_a_reported_gap(targets, tmp_path) ->
     assert result.returncode == 1
     failed = [row for row in summary["thresholds"] if not row["passed"]]
     assert [row["expression"] for row in failed] == ["sse:lost==0"]
+
+
+def test_wirelab_up_runs_a_users_own_locustfile_from_its_web_ui(targets, tmp_path) -> None:
+    """``wirelab up --locustfile``: the UI starts the user's classes, measured by wirelab."""
+    running = targets.start("rest")
+    locustfile = write_own_locustfile(tmp_path / "mine")
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "wirelab", "up", "--protocols", "rest", "--workers", "1",
+        "--locustfile", str(locustfile), "--rest-url", running.url("rest"),
+        "--web-port", str(port), "--report-dir", str(tmp_path / "reports"),
+    ]  # fmt: skip
+    up = ManagedProcess(argv, name="wirelab-up", log_path=tmp_path / "up.log").start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        up.wait_ready(lambda: httpx.get(f"{base}/", timeout=1).status_code == 200, 90)
+        # The one worker must be connected before a start is accepted with users on it.
+        up.wait_ready(lambda: _stats(base)["workers"], 60)
+        httpx.post(f"{base}/swarm", data={"user_count": 2, "spawn_rate": 2}, timeout=5)
+        up.wait_ready(lambda: _recorded(base, "own echo"), 60)
+    finally:
+        up.stop(grace=20)
+    run_dir = only_run_dir(tmp_path / "reports")
+    assert (run_dir / "my_users.py").read_text() == OWN_LOCUSTFILE
+    assert (run_dir / "wirelab_plugins.py").exists()
+
+
+def _stats(base: str) -> dict:
+    return httpx.get(f"{base}/stats/requests", timeout=2).json()
+
+
+def _recorded(base: str, name: str) -> bool:
+    rows = _stats(base)["stats"]
+    return any(row["name"] == name and row["num_requests"] > 0 for row in rows)
