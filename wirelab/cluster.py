@@ -54,7 +54,7 @@ def run_master(plan: RunPlan, settings: ClusterSettings) -> int:
     _say(plan.headline())
     started = time.monotonic()
     wait = settings.targets_wait_s
-    not_ready = wait_for_targets_of(plan, settings)
+    not_ready = _wait_for_targets(plan, settings)
     if not_ready:
         _say(f"wirelab: targets not ready after {wait:g}s: {', '.join(not_ready)}")
         return EXIT_INCOMPLETE
@@ -74,7 +74,7 @@ def run_master(plan: RunPlan, settings: ClusterSettings) -> int:
     return build_report(plan, incomplete=incomplete, wall_time_s=time.monotonic() - started)
 
 
-def wait_for_targets_of(plan: RunPlan, settings: ClusterSettings) -> list[str]:
+def _wait_for_targets(plan: RunPlan, settings: ClusterSettings) -> list[str]:
     """Wait for the targets the plan's users need; the protocols that never got ready."""
     urls = {p: plan.target_urls[p] for p in plan.scenario.protocols}
     return wait_for_targets(urls, settings.targets_wait_s, ca_file=settings.ca_file)
