@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..exitcodes import UsageError
 from ..protocols import PROTOCOL_ORDER
 from .actions import Action, LabShape, Replicas
 from .fields import (
@@ -88,7 +89,7 @@ PROTOCOL_USERS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UsageError):
     """A scenario file or value is wrong; the message names the file and the key.
 
     ``key`` and ``problem`` are the two halves, for callers that name the key their own
