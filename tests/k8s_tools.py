@@ -49,6 +49,7 @@ EXISTING_SECRETS = {
     "influxdb.auth.existingSecret": "wirelab-influxdb",
     "grafana.existingSecret": "wirelab-grafana",
     "targets.admin.existingSecret": "wirelab-admin",
+    "master.webLogin.existingSecret": "wirelab-web",
 }
 
 

@@ -25,7 +25,7 @@ from wirelab.exitcodes import EXIT_GENERATOR_BOUND, EXIT_OK, EXIT_THRESHOLD_FAIL
 from wirelab.lab.local import local_lab
 from wirelab.metrics.results import load_results
 from wirelab.report.build import build_report
-from wirelab.run import RunPlan, run_environment
+from wirelab.plan import RunPlan
 from wirelab.scenarios import Scenario
 from wirelab.thresholds import parse_threshold
 
@@ -99,7 +99,7 @@ def distributed_run(tmp_path: Path, locustfile_source: str, thresholds: list[str
         report_dir=tmp_path / "reports",
     )
     (plan.run_dir / "logs").mkdir(parents=True)
-    env = run_environment(plan, {})
+    env = plan.process_environment({})
     started = time.monotonic()
     with local_lab(plan.run_dir) as lab:
         lab.start_master(

@@ -41,7 +41,7 @@ from wirelab.metrics.looplag import LoopLag, LoopLagMonitor
 from wirelab.metrics.series import RequestSeries, StreamSeries
 from wirelab.report.build import build_report
 from wirelab.report.html import CHART_SECTIONS, chart_series
-from wirelab.run import RunPlan
+from wirelab.plan import RunPlan
 from wirelab.scenarios import Scenario, builtin_names, load_scenario
 from wirelab.thresholds import evaluate, parse_threshold
 

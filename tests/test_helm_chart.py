@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from tests.k8s_tools import CHART, ROOT, helm_template, run, tools, validate
+from wirelab.exposure import WEB_PASSWORD_ENV, WEB_USER_ENV
+from wirelab.probes import wait_for_targets
+from wirelab.processes import ManagedProcess, free_port
+from wirelab.protocols import URL_VARIABLES
+from wirelab.run_options import CLUSTER_SETTINGS, RUN_OPTIONS
+from wirelab.units import DURATION_PATTERN, RATE_PATTERN, SIZE_PATTERN, parse_duration
 
 PROTOCOLS = ("rest", "sse", "ws", "grpc")
 TARGETS_OFF = {f"targets.{p}.enabled": False for p in PROTOCOLS}
@@ -34,6 +45,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "run.tokenSecret.name": "lab-token",
         "targets.tokenSecret.name": "lab-token",
         "run.reports.existingClaim": "wirelab-reports",
+        "run.workersMaxWaitSeconds": 600,
+        "run.targetsMaxWaitSeconds": 120,
         "workers.replicas": 5,
     },
     "external InfluxDB and Redis": {
@@ -405,13 +418,17 @@ def test_job_mode_is_one_headless_run_that_exits_with_wirelabs_exit_code(rendere
     (master,) = pod["containers"]
     assert pod["restartPolicy"] == "Never"
     assert spec["backoffLimit"] == 0
-    assert master["command"] == ["python", "/opt/wirelab/run/cluster_run.py"]
-    assert master["args"] == ["master"]
+    assert master["command"] == ["wirelab"]
+    assert master["args"] == ["cluster", "master"]
     fail_job = spec["podFailurePolicy"]["rules"][0]
     assert fail_job["action"] == "FailJob"
     assert fail_job["onExitCodes"]["values"] == [1, 2, 3, 4]
     env = env_of(master)
     assert env["WIRELAB_RUN_WORKERS"] == "5"
+    assert (env["WIRELAB_RUN_WORKERS_MAX_WAIT"], env["WIRELAB_RUN_TARGETS_MAX_WAIT"]) == (
+        "600s",
+        "120s",
+    )
     assert env["WIRELAB_RUN_SCENARIO"] == "soak"
     assert env["WIRELAB_RUN_THRESHOLDS"] == "ws echo:p99<50ms\nsse:lost==0"
     assert env["WIRELAB_TOKEN"] == {"secretKeyRef": {"name": "lab-token", "key": "token"}}
@@ -426,7 +443,8 @@ def test_job_mode_workers_are_a_job_with_the_masters_lifetime(rendered):
     assert workers["spec"]["activeDeadlineSeconds"] == run_job["spec"]["activeDeadlineSeconds"]
     assert run_job["spec"]["activeDeadlineSeconds"] == 15 * 60 + 1800
     (worker,) = workers["spec"]["template"]["spec"]["containers"]
-    assert worker["args"] == ["worker"]
+    assert worker["command"] == ["wirelab"]
+    assert worker["args"] == ["cluster", "worker"]
     assert env_of(worker)["WIRELAB_MASTER_HOST"] == "wirelab-master"
     service = one(rendered, "job mode", "Service", "wirelab-master")
     pod_labels = run_job["spec"]["template"]["metadata"]["labels"]
@@ -465,14 +483,44 @@ def test_lab_mode_workers_have_probes_grace_and_an_optional_cpu_autoscaler(rende
 
 def test_scenario_and_locustfile_given_with_set_file_land_in_the_run_configmap(rendered):
     config = one(rendered, "scenario and locustfile from files", "ConfigMap", "wirelab-run")
+    assert set(config["data"]) == {"scenario.yaml", "locustfile.py"}
     assert config["data"]["scenario.yaml"].startswith("name: mine")
     assert "WebSocketUser" in config["data"]["locustfile.py"]
-    assert config["data"]["cluster_run.py"] == (CHART / "files" / "cluster_run.py").read_text()
     master = one(rendered, "scenario and locustfile from files", "Deployment", "wirelab-master")
     env = env_of(master["spec"]["template"]["spec"]["containers"][0])
     assert env["WIRELAB_RUN_SCENARIO"] == "/opt/wirelab/run/scenario.yaml"
     assert env["WIRELAB_RUN_LOCUSTFILE"] == "/opt/wirelab/run/locustfile.py"
     assert env["WIRELAB_SINKS"] == ""
+    # Without files of the user's there is nothing to carry: no ConfigMap, no volume.
+    assert not [o for o in objects(rendered, "defaults", "ConfigMap") if o["metadata"]["name"]
+                == "wirelab-run"]  # fmt: skip
+    for where, pod, _ in containers(rendered, "defaults"):
+        assert "run" not in {volume["name"] for volume in pod.get("volumes", [])}, where
+
+
+def test_the_chart_holds_only_chart_files_and_runs_the_images_own_cli(rendered):
+    """No code of its own: every pod of the release runs the image's `wirelab` command (or
+    a third-party image's own entrypoint)."""
+    chart_files = {
+        path.relative_to(CHART).parts[0]
+        for path in CHART.rglob("*")
+        if path.is_file() and "dashboards" not in path.relative_to(CHART).parts
+    }
+    assert chart_files == {
+        ".helmignore",
+        "Chart.yaml",
+        "values.yaml",
+        "values.schema.json",
+        "templates",
+    }
+    assert not [p for p in (CHART / "templates").rglob("*") if p.suffix == ".py"]
+    # No command: the image's entrypoint, which is `wirelab`.
+    assert 'ENTRYPOINT ["wirelab"]' in (ROOT / "Dockerfile").read_text()
+    for combination in COMBINATIONS:
+        for where, _, container in containers(rendered, combination):
+            if container["image"].startswith("ghcr.io/wirelab/"):
+                command = container.get("command", [])
+                assert command in ([], ["wirelab"], ["python", "-m", "pip"]), (where, command)
 
 
 # -- RBAC -------------------------------------------------------------------------------------
@@ -803,6 +851,8 @@ def test_notes_say_how_to_reach_the_ui_grafana_and_the_job_verdict():
 
     lab = notes()
     assert "port-forward svc/wirelab-master 8089:8089" in lab
+    assert "user: admin" in lab
+    assert "get secret wirelab-web -o jsonpath='{.data.web-password}' | base64 -d" in lab
     assert "port-forward svc/wirelab-grafana 3000:3000" in lab
     assert "helm test wirelab" in lab
     job = notes("--set", "mode=job")
@@ -813,30 +863,50 @@ def test_notes_say_how_to_reach_the_ui_grafana_and_the_job_verdict():
 def test_helm_test_checks_every_enabled_target_through_its_service(rendered):
     pod = one(rendered, "defaults", "Pod", "wirelab-test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    args = pod["spec"]["containers"][0]["args"]
-    assert args[1:] == [
-        f"{p}=wirelab-{p}:{port}" for p, port in zip(PROTOCOLS, range(8080, 8084), strict=True)
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["wirelab"]
+    assert container["args"][:2] == ["targets", "check"]
+    assert container["args"][-4:] == [
+        "rest=http://wirelab-rest:8080",
+        "sse=http://wirelab-sse:8081",
+        "ws=ws://wirelab-ws:8082",
+        "grpc=grpc://wirelab-grpc:8083",
     ]
-    assert "target_ready" in args[0]
     (off,) = objects(rendered, "targets off", "Pod")
-    assert off["spec"]["containers"][0]["args"][1:] == []
+    assert off["spec"]["containers"][0]["args"] == ["targets", "check", "--timeout", "60s"]
 
 
-def test_the_helm_test_script_passes_against_real_targets(targets):
-    """The test pod's Python, run here against real targets: it answers 0 when they do."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
+def rendered_command(container: dict[str, Any]) -> list[str]:
+    """A container's command and args as a local process: the image's `wirelab` is this
+    virtualenv's."""
+    command = container["command"]
+    assert command[0] == "wirelab", command
+    return [sys.executable, "-m", "wirelab", *command[1:], *container.get("args", [])]
 
-    rendered = helm_template({})
-    (pod,) = [o for o in rendered if o["kind"] == "Pod"]
-    script = pod["spec"]["containers"][0]["args"][0]
+
+def check_args_at(container: dict[str, Any], running) -> list[str]:
+    """The helm test's `PROTOCOL=URL` checks, each pointed at a target running here (its
+    scheme, hence TLS or not, stays the chart's)."""
+    argv = rendered_command(container)
+    checks = [arg for arg in argv if "=" in arg and "://" in arg]
+    kept = [arg for arg in argv if arg not in checks]
+    for check in checks:
+        protocol, _, url = check.partition("=")
+        if protocol in running.ports:
+            scheme = url.partition("://")[0]
+            kept.append(f"{protocol}={scheme}://127.0.0.1:{running.port(protocol)}")
+    return kept
+
+
+def test_the_helm_test_command_passes_against_real_targets(targets):
+    """The test pod's command, run here against real targets: it answers 0 when they do."""
+    (pod,) = [o for o in helm_template({}) if o["kind"] == "Pod"]
     running = targets.start(["rest", "grpc"])
-    checks = [f"{p}=127.0.0.1:{running.port(p)}" for p in ("rest", "grpc")]
     result = subprocess.run(
-        [sys.executable, "-c", script, *checks],
+        check_args_at(pod["spec"]["containers"][0], running),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -852,7 +922,6 @@ def test_the_job_deadline_is_the_run_duration_plus_half_an_hour(duration, second
 
 @pytest.mark.parametrize("text", ["30s", "250ms", "1.5h", "45", "2m", "1h30m", "5 minutes", "-1s"])
 def test_the_schema_accepts_exactly_the_durations_wirelab_parses(text):
-    from wirelab.units import parse_duration  # noqa: PLC0415
 
     schema = json.loads((CHART / "values.schema.json").read_text())
     pattern = schema["properties"]["targets"]["properties"]["heartbeat"]["pattern"]
@@ -993,29 +1062,25 @@ def test_the_master_is_told_which_targets_all_means(rendered):
 def test_helm_test_checks_tls_targets_over_tls_with_the_ca(rendered):
     (pod,) = objects(rendered, "TLS from Secrets", "Pod")
     (container,) = pod["spec"]["containers"]
-    assert env_of(container) == {
-        "HOME": "/tmp",
-        "WIRELAB_TARGETS_TLS": "1",
-        "WIRELAB_CA_FILE": "/etc/wirelab/ca/ca.crt",
-    }
+    assert env_of(container) == {"HOME": "/tmp", "WIRELAB_CA_FILE": "/etc/wirelab/ca/ca.crt"}
+    assert container["args"][-4:] == [
+        "rest=https://wirelab-rest:8080",
+        "sse=https://wirelab-sse:8081",
+        "ws=wss://wirelab-ws:8082",
+        "grpc=grpcs://wirelab-grpc:8083",
+    ]
     assert _volume(pod["spec"], container, "/etc/wirelab/ca")["secret"]["secretName"] == "lab-ca"
 
 
-def test_the_helm_test_script_passes_against_real_tls_targets(targets, pki):
-    """The TLS test pod's Python and environment, run here against real TLS targets."""
-    import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    rendered = helm_template(COMBINATIONS["TLS from Secrets"])
-    (pod,) = [o for o in rendered if o["kind"] == "Pod"]
+def test_the_helm_test_command_passes_against_real_tls_targets(targets, pki):
+    """The TLS test pod's command and environment, run here against real TLS targets."""
+    (pod,) = [o for o in helm_template(COMBINATIONS["TLS from Secrets"]) if o["kind"] == "Pod"]
     (container,) = pod["spec"]["containers"]
     tls_args = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")]
     running = targets.start(["rest", "grpc"], args=tls_args, ca_file=pki / "ca.pem")
-    checks = [f"{p}=127.0.0.1:{running.port(p)}" for p in ("rest", "grpc")]
     env = {**os.environ, **env_of(container), "WIRELAB_CA_FILE": str(pki / "ca.pem")}
     result = subprocess.run(
-        [sys.executable, "-c", container["args"][0], *checks],
+        check_args_at(container, running),
         capture_output=True,
         text=True,
         timeout=150,
@@ -1027,14 +1092,7 @@ def test_the_helm_test_script_passes_against_real_tls_targets(targets, pki):
 
 
 def test_the_job_waits_for_tls_targets_over_tls_trusting_the_ca(targets, pki):
-    """cluster_run.py's wait for targets, at the URLs the chart gives with TLS on."""
-    import sys  # noqa: PLC0415
-
-    sys.path.insert(0, str(CHART / "files"))
-    try:
-        import cluster_run  # noqa: PLC0415
-    finally:
-        sys.path.remove(str(CHART / "files"))
+    """The cluster master's wait for targets, at the URLs the chart gives with TLS on."""
     tls_args = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")]
     running = targets.start(["rest", "ws", "grpc"], args=tls_args, ca_file=pki / "ca.pem")
     urls = {
@@ -1043,9 +1101,163 @@ def test_the_job_waits_for_tls_targets_over_tls_trusting_the_ca(targets, pki):
         "grpc": f"grpcs://127.0.0.1:{running.port('grpc')}",
     }
     ca = str(pki / "ca.pem")
-    assert cluster_run.wait_for_targets(urls, ["rest", "ws", "grpc"], 10, ca) == []
+    assert wait_for_targets(urls, 10, ca_file=ca) == []
     # gRPC always verifies: without the lab's CA (public roots) it is not taken as ready.
-    assert cluster_run.wait_for_targets(urls, ["rest", "grpc"], 0) == ["grpc"]
+    some = {"rest": urls["rest"], "grpc": urls["grpc"]}
+    assert wait_for_targets(some, 0) == ["grpc"]
     # A plaintext probe of a TLS target never passes.
     plain = {"rest": urls["rest"].replace("https://", "http://")}
-    assert cluster_run.wait_for_targets(plain, ["rest"], 0) == ["rest"]
+    assert wait_for_targets(plain, 0) == ["rest"]
+
+
+# -- closed by default: the web UI's login ------------------------------------------------------
+
+
+def test_the_web_ui_password_is_generated_once_into_a_secret_or_taken_from_yours(rendered):
+    secret = one(rendered, "defaults", "Secret", "wirelab-web")
+    assert set(secret["data"]) == {"web-password"}
+    assert len(base64.b64decode(secret["data"]["web-password"])) == 32
+    # Generated once (lookup of the Secret already in the cluster), not on every upgrade.
+    assert (
+        'include "wirelab.secretValue" (list . $secret "web-password" 32)'
+        in (CHART / "templates" / "web-secret.yaml").read_text()
+    )
+    env = env_of(master_container(rendered["defaults"]))
+    assert env["WIRELAB_WEB_USER"] == "admin"
+    assert env["WIRELAB_WEB_PASSWORD"] == {
+        "secretKeyRef": {"name": "wirelab-web", "key": "web-password"}
+    }
+    given = helm_template(
+        {
+            "master.webLogin.username": "ops",
+            "master.webLogin.existingSecret": "my-login",
+            "master.webLogin.existingSecretKey": "pw",
+        }
+    )
+    assert not [
+        o for o in given if o["kind"] == "Secret" and o["metadata"]["name"] == "wirelab-web"
+    ]
+    env = env_of(master_container(given))
+    assert env["WIRELAB_WEB_USER"] == "ops"
+    assert env["WIRELAB_WEB_PASSWORD"] == {"secretKeyRef": {"name": "my-login", "key": "pw"}}
+    # Job mode serves no UI: no login to make.
+    assert not [o for o in rendered["job mode"] if o["metadata"]["name"] == "wirelab-web"]
+    for where, _, container in containers(rendered, "job mode"):
+        assert "WIRELAB_WEB_PASSWORD" not in env_of(container), where
+
+
+def master_container(rendered_objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lab-mode master Deployment's one container."""
+    (master,) = [
+        o
+        for o in rendered_objects
+        if (o["kind"], o["metadata"]["name"]) == ("Deployment", "wirelab-master")
+    ]
+    (container,) = master["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def resolved_env(container: dict[str, Any], rendered_objects: list[dict[str, Any]]) -> dict:
+    """A container's environment as the kubelet gives it: values (with ``$(NAME)`` of the
+    variables before them), the rendered Secrets' keys, and the pod's namespace."""
+    secrets = {
+        o["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in o["data"].items()}
+        for o in rendered_objects
+        if o["kind"] == "Secret"
+    }
+    env: dict[str, str] = {}
+    for entry in container.get("env", []):
+        source = entry.get("valueFrom", {})
+        if "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            value = secrets[ref["name"]][ref["key"]]
+        elif "fieldRef" in source:
+            assert source["fieldRef"]["fieldPath"] == "metadata.namespace"
+            value = "wirelab"
+        else:
+            value = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), entry["value"])
+        env[entry["name"]] = value
+    return env
+
+
+def test_lab_mode_web_ui_refuses_anonymous_requests_and_admits_the_secrets_login(tmp_path):
+    """The lab-mode master's container as rendered (command, args, and env with the
+    Secret's values), run here as a local process, listening on loopback instead of the
+    pod's interfaces. No InfluxDB in this render: nothing may leave loopback."""
+    objects_ = helm_template({"influxdb.enabled": False, "grafana.enabled": False})
+    container = master_container(objects_)
+    pod_env = resolved_env(container, objects_)
+    password = pod_env["WIRELAB_WEB_PASSWORD"]
+    assert len(password) == 32
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIRELAB_")}
+    env |= pod_env | {
+        "WIRELAB_BIND_HOST": "127.0.0.1",
+        "WIRELAB_WEB_PORT": str(port),
+        "WIRELAB_MASTER_PORT": str(free_port()),
+        "WIRELAB_RUN_REPORT_DIR": str(tmp_path / "reports"),
+        "WIRELAB_RUN_SCRATCH_DIR": str(tmp_path / "scratch"),
+        "HOME": str(tmp_path),
+    }
+    ui = ManagedProcess(
+        rendered_command(container), name="wirelab-ui", env=env, log_path=tmp_path / "ui.log"
+    ).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ui.wait_ready(lambda: httpx.get(f"{base}/login", timeout=1).status_code == 200, 60)
+        with httpx.Client(base_url=base, timeout=5, follow_redirects=False) as anonymous:
+            home = anonymous.get("/")
+            assert home.status_code == 302
+            assert urllib.parse.urlsplit(home.headers["location"]).path == "/login"
+            assert anonymous.get("/stats/requests").status_code in (302, 401)
+            assert anonymous.post("/swarm", data={"user_count": 1}).status_code in (302, 401)
+            anonymous.post("/wirelab/login", data={"username": "admin", "password": "admin"})
+            assert anonymous.get("/stats/requests").status_code in (302, 401)
+        with httpx.Client(base_url=base, timeout=5, follow_redirects=False) as operator:
+            operator.post("/wirelab/login", data={"username": "admin", "password": password})
+            assert operator.get("/stats/requests").status_code == 200
+            assert operator.get("/").status_code == 200
+    finally:
+        ui.stop(grace=10)
+
+
+def test_the_values_schema_reads_durations_sizes_and_rates_with_wirelabs_grammar():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def pattern(path: str) -> str:
+        node = schema
+        for part in path.split("."):
+            node = node["properties"][part]
+        return node["pattern"]
+
+    assert pattern("targets.heartbeat") == DURATION_PATTERN
+    assert pattern("run.duration") == f"^$|{DURATION_PATTERN}"
+    assert pattern("run.arrivalRate") == f"^$|{RATE_PATTERN}"
+    assert pattern("targets.feed.payloadSize") == SIZE_PATTERN
+    assert pattern("targets.maxMessageBytes") == SIZE_PATTERN
+
+
+def test_every_variable_the_chart_gives_the_load_side_is_one_wirelab_reads(rendered):
+    """The chart and `wirelab cluster` agree on names: a renamed option cannot leave the
+    chart setting a variable nobody reads."""
+    roles = {option.env for option in RUN_OPTIONS if option.env}
+    roles |= set(CLUSTER_SETTINGS) | set(URL_VARIABLES.values()) | {WEB_USER_ENV, WEB_PASSWORD_ENV}
+    # Read past the roles: by the metrics plugin and the users (tokens) and the orchestrator.
+    elsewhere = {
+        "WIRELAB_INFLUX_TOKEN", "WIRELAB_TOKEN", "WIRELAB_ADMIN_TOKEN", "WIRELAB_ORCHESTRATOR",
+        "WIRELAB_K8S_NAMESPACE", "WIRELAB_K8S_INSTANCE", "WIRELAB_K8S_NAME_PREFIX",
+        "WIRELAB_K8S_SERVICES",
+    }  # fmt: skip
+    source = "\n".join(p.read_text() for p in (ROOT / "wirelab").rglob("*.py"))
+    assert all(f'"{name}' in source for name in elsewhere)
+    set_by_chart = set()
+    for combination in COMBINATIONS:
+        for where, _, container in containers(rendered, combination):
+            if where.endswith(("/master", "/worker")):
+                set_by_chart |= {name for name in env_of(container) if name.startswith("WIRELAB_")}
+    assert set_by_chart - roles - elsewhere == set()
+    assert {
+        "WIRELAB_RUN_SCENARIO",
+        "WIRELAB_RUN_LOCUSTFILE",
+        "WIRELAB_WEB_PASSWORD",
+    } <= set_by_chart

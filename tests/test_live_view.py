@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wirelab.run import RunPlan, run_environment, write_locustfile
+from wirelab.plan import RunPlan
+from wirelab.run_locustfile import write_locustfile
 from wirelab.scenarios import load_scenario
 from wirelab.thresholds import parse_threshold
 from wirelab.webview.settings import THRESHOLDS_ENV, thresholds_from_environment
@@ -64,12 +65,12 @@ def test_the_runs_thresholds_reach_the_master_through_its_environment(tmp_path: 
     scenario = load_scenario("smoke")
     extra = parse_threshold("ws echo:p99<50ms")
     plan = RunPlan(scenario=scenario, thresholds=[extra], report_dir=tmp_path)
-    env = run_environment(plan, {})
+    env = plan.process_environment({})
     parsed, errors = thresholds_from_environment(env)
     assert [t.expression for t in parsed] == ["ws echo:p99<50ms"] and errors == []
     # `wirelab up` judges nothing at the end, but its view shows the scenario's thresholds.
     up = RunPlan(scenario=scenario, thresholds=[], report_dir=tmp_path)
-    parsed, _ = thresholds_from_environment(run_environment(up, {}))
+    parsed, _ = thresholds_from_environment(up.process_environment({}))
     assert [t.expression for t in parsed] == scenario.thresholds
     # A bad entry is named, and the rest still count.
     parsed, errors = thresholds_from_environment({THRESHOLDS_ENV: '["ws:lost==0", "x:p98<1ms"]'})

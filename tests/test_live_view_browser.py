@@ -30,7 +30,7 @@ from tests.browser import Browser
 from tests.test_web_login import wirelab_up_behind_login
 from wirelab.report.build import build_report
 from wirelab.report.glance import group_thresholds
-from wirelab.run import RunPlan
+from wirelab.plan import RunPlan
 from wirelab.scenarios import load_scenario
 from wirelab.thresholds import parse_threshold
 

@@ -12,7 +12,7 @@ import gevent
 import pytest
 
 from wirelab.lab.orchestrator import ActionResult, OrchestratorError
-from wirelab.run import write_locustfile
+from wirelab.run_locustfile import write_locustfile
 from wirelab.scenarios import ScenarioError, load_scenario, parse_scenario
 from wirelab.scenarios.actions import Action
 from wirelab.scenarios.driver import ScenarioDriver
@@ -51,7 +51,7 @@ def test_replicas_per_protocol_and_scale_actions_size_the_address_slots() -> Non
         ("lab: {grace: 1s, drain_delay: 2s}", "lab.drain_delay: must be shorter than lab.grace"),
         ("lab: {graceful: 1s}", "lab.graceful: unknown key"),
         ("actions: {at: 1s}", "actions: a list of"),
-        ("actions: [{at: 40s, do: kill, service: sse}]", "actions[0].at: must be within"),
+        ("actions: [{at: 40s, do: kill, service: sse}]", "actions[0].at: 40s is not within"),
         ("actions: [{do: kill, service: sse}]", "actions[0].at: required"),
         ("actions: [{at: 4s, do: explode, service: sse}]", "actions[0].do: unknown action"),
         ("actions: [{at: 4s, do: kill, service: mqtt}]", "actions[0].service: unknown service"),
@@ -80,7 +80,7 @@ def wirelab(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     ("args", "needle"),
     [
         (["--rest-url", "http://10.0.0.1:8080"], "needs the lab's own targets"),
-        (["--replicas", "0"], "--replicas must be from 1 to 16"),
+        (["--replicas", "0"], "--replicas: must be from 1 to 16"),
         (["--duration", "5s"], "actions[0].at: 10s is not within the run's duration (5s)"),
     ],
 )

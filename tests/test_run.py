@@ -11,8 +11,12 @@ import urllib.request
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import httpx
 import psutil
 import pytest
+
+from tests.own_locustfile import OWN_LOCUSTFILE, write_own_locustfile
+from wirelab.processes import ManagedProcess, free_port
 
 PROTOCOLS = ["rest", "sse", "ws", "grpc"]
 
@@ -112,6 +116,9 @@ def test_a_failing_threshold_exits_1_with_a_failing_junit_case(targets, tmp_path
         (["--duration", "forever"], "not a duration"),
         (["--rate", "fast"], "not a rate"),
         (["--sink", "ftp://x"], "--sink"),
+        (["--rate", "500/fortnight"], "not a rate"),
+        (["--workers", "0"], "--workers: must be from 1 to 64, got 0"),
+        (["--locustfile", "no-such-file.py"], "--locustfile no-such-file.py: no such file"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line_and_start_nothing(tmp_path, args, needle) -> None:
@@ -132,6 +139,52 @@ def test_a_bad_scenario_file_names_the_file_and_key(tmp_path) -> None:
         result.stderr.strip()
         == f"wirelab: error: {scenario}: workers: must be a whole number, got 'many'"
     )
+
+
+def test_a_users_own_locustfile_runs_with_wirelabs_thresholds_report_and_exit_code(
+    targets, tmp_path
+) -> None:
+    """``--locustfile``: the user's classes run with wirelab's metrics plugin, so a threshold
+    on their requests decides the exit code and the report counts what the target served."""
+    running = targets.start("rest")
+    folder = tmp_path / "mine"
+    locustfile = write_own_locustfile(folder)
+    scenario = folder / "scenario.yaml"
+    scenario.write_text(
+        "name: own\nduration: 4s\nworkers: 1\nusers: {rest: 3}\nthresholds: ['*:error_rate<1%']\n"
+    )
+    result = wirelab_run(
+        "--scenario", str(scenario), "--locustfile", str(locustfile),
+        "--threshold", "own echo:count==0", "--rest-url", running.url("rest"),
+        report_dir=tmp_path / "reports",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "reports")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (echo,) = summary["requests"]
+    assert echo["name"] == "own echo" and echo["failures"] == 0
+    served = target_stats(running, "rest")["requests"]["POST /echo"]
+    assert 0 <= served - echo["count"] <= 3  # users stopped mid-request, at most one each
+    verdicts = {row["expression"]: row["passed"] for row in summary["thresholds"]}
+    assert verdicts == {"*:error_rate<1%": True, "own echo:count==0": False}
+    assert "FAIL own echo:count==0" in result.stdout
+    assert (run_dir / "my_users.py").read_text() == OWN_LOCUSTFILE
+    assert "import wirelab.users" in (run_dir / "wirelab_plugins.py").read_text()
+    assert "own echo" in (run_dir / "report.html").read_text()
+
+
+def test_a_locustfile_that_cannot_be_imported_is_exit_2_and_starts_nothing(tmp_path) -> None:
+    locustfile = tmp_path / "broken.py"
+    locustfile.write_text("import no_such_module_anywhere\n")
+    reports = tmp_path / "reports"
+    result = wirelab_run("--locustfile", str(locustfile), report_dir=reports, timeout=90)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"wirelab: error: --locustfile {locustfile}: cannot be imported: "
+        "ModuleNotFoundError: No module named 'no_such_module_anywhere'"
+    )
+    assert not reports.exists()
 
 
 def test_a_worker_killed_mid_run_is_reported_and_earlier_counts_are_kept(targets, tmp_path) -> None:
@@ -187,3 +240,37 @@ def test_a_target_that_skips_a_seq_produces_a_reported_gap(targets, tmp_path) ->
     assert result.returncode == 1
     failed = [row for row in summary["thresholds"] if not row["passed"]]
     assert [row["expression"] for row in failed] == ["sse:lost==0"]
+
+
+def test_wirelab_up_runs_a_users_own_locustfile_from_its_web_ui(targets, tmp_path) -> None:
+    """``wirelab up --locustfile``: the UI starts the user's classes, measured by wirelab."""
+    running = targets.start("rest")
+    locustfile = write_own_locustfile(tmp_path / "mine")
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "wirelab", "up", "--protocols", "rest", "--workers", "1",
+        "--locustfile", str(locustfile), "--rest-url", running.url("rest"),
+        "--web-port", str(port), "--report-dir", str(tmp_path / "reports"),
+    ]  # fmt: skip
+    up = ManagedProcess(argv, name="wirelab-up", log_path=tmp_path / "up.log").start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        up.wait_ready(lambda: httpx.get(f"{base}/", timeout=1).status_code == 200, 90)
+        # The one worker must be connected before a start is accepted with users on it.
+        up.wait_ready(lambda: _stats(base)["workers"], 60)
+        httpx.post(f"{base}/swarm", data={"user_count": 2, "spawn_rate": 2}, timeout=5)
+        up.wait_ready(lambda: _recorded(base, "own echo"), 60)
+    finally:
+        up.stop(grace=20)
+    run_dir = only_run_dir(tmp_path / "reports")
+    assert (run_dir / "my_users.py").read_text() == OWN_LOCUSTFILE
+    assert (run_dir / "wirelab_plugins.py").exists()
+
+
+def _stats(base: str) -> dict:
+    return httpx.get(f"{base}/stats/requests", timeout=2).json()
+
+
+def _recorded(base: str, name: str) -> bool:
+    rows = _stats(base)["stats"]
+    return any(row["name"] == name and row["num_requests"] > 0 for row in rows)

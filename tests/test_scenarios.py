@@ -1,8 +1,16 @@
-"""Scenario files: built-ins load, user files validate with messages that name the key."""
+"""Scenario files: built-ins load, user files validate with messages that name the key,
+and the schema they are checked against is printed for editors."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from importlib import resources
+
+import jsonschema
 import pytest
+import yaml
 
 from wirelab.scenarios import ScenarioError, builtin_names, load_scenario, parse_scenario
 
@@ -18,7 +26,7 @@ def test_builtin_scenarios_load_and_cover_every_protocol() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("name: x\nusers: {ws: 1}\nduraton: 5s", "unknown key 'duraton'"),
+        ("name: x\nusers: {ws: 1}\nduraton: 5s", "duraton: unknown key (known: name,"),
         ("name: x\nusers: {mqtt: 1}", "users.mqtt: unknown user kind"),
         ("name: x\nusers: {ws: -1}", "users.ws: must be from 0"),
         ("name: x\nusers: {ws: 1}\nduration: soon", "duration: not a duration"),
@@ -28,6 +36,20 @@ def test_builtin_scenarios_load_and_cover_every_protocol() -> None:
         ("name: x\nusers: {ws: 1}\nrate: fast", "rate: not a rate"),
         ("name: [unclosed", "not valid YAML"),
         ("- a list", "a scenario is a mapping"),
+        ("name: x\nusers: {ws: 1}\nreconnect: full_jiter:base=1", "reconnect: unknown reconnect"),
+        ("name: x\nusers: {ws: 1}\nreconnect: full_jitter:bsae=1", "reconnect: reconnect policy"),
+        ("name: x\nusers: {ws: 1}\nfeed: []", "feed: a mapping with rate"),
+        ("name: x\nusers: {ws: 1}\nfeed: {rate: fast}", "feed.rate: not a rate"),
+        ("name: x\nusers: {ws: 1}\nfeed: {payload_size: 1.5KiB}", "feed.payload_size: not a size"),
+        ("name: x\nusers: {ws: 1}\nthresholds: 0", "thresholds: a list of expressions"),
+        ("name: x\nusers: {ws: 1}\nthresholds: ws:p99<5ms", "thresholds: a list of expressions"),
+        ("name: x\nusers: {ws: 1}\nworkers: true", "workers: must be a whole number"),
+        ("name: x\nusers: {ws: 1}\nworkers: 65", "workers: must be from 1 to 64, got 65"),
+        ("name: x\nusers: {ws: 1}\nspawn_rate: 0", "spawn_rate: rate must be more than 0"),
+        ("name: x\nusers: {ws: 1}\ndescription: 2001-02-03", "description: must be a string"),
+        ("name: x\nusers: {ws: 1}\nlab: 3", "lab: a mapping with grace"),
+        ("name: x\nusers: {ws: 1}\nduration: 0s", "duration: must be positive"),
+        ("name: x\nusers: {7: 1}", "users.7: unknown user kind"),
     ],
 )
 def test_bad_scenarios_name_the_problem(text: str, problem: str) -> None:
@@ -57,3 +79,71 @@ def test_toml_and_rates(tmp_path) -> None:
     assert scenario.users == {"rest": 3}
     with pytest.raises(ScenarioError, match="does not exist"):
         load_scenario(str(tmp_path / "missing.yaml"))
+
+
+def test_every_value_is_parsed_at_load_with_the_command_lines_grammars() -> None:
+    scenario = parse_scenario(
+        "name: x\nusers: {ws: 1, rest: 1}\nduration: 1.5m\nspawn_rate: 20/s\nrate: 30000/m\n"
+        "feed: {rate: 1200/m, payload_size: 4KiB}\nreplicas: {ws: 2}\n"
+        "lab: {grace: 2s, drain_delay: 250ms}\nactions: [{at: 1m, do: kill, service: ws}]\n"
+    )
+    assert (scenario.duration, scenario.spawn_rate, scenario.rate) == (90, 20, 500)
+    assert (scenario.feed.rate, scenario.feed.payload_size) == (20, 4096)
+    assert (scenario.lab.grace, scenario.lab.drain_delay) == (2, 0.25)
+    assert scenario.actions[0].at == 60
+    assert scenario.replica_counts() == {"rest": 1, "ws": 2}
+
+
+def wirelab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wirelab", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("reconnect: full_jiter:base=1", "reconnect"),
+        ("feed: []", "feed"),
+        ("thresholds: 0", "thresholds"),
+        ("actions: [{at: 5s, do: kill, service: ws, count: 0}]", "actions[0].count"),
+    ],
+)
+def test_a_mistake_in_a_scenario_file_is_exit_2_with_one_line_naming_file_and_key(
+    tmp_path, extra: str, key: str
+) -> None:
+    scenario = tmp_path / "mine.yaml"
+    scenario.write_text(f"name: mine\nusers: {{ws: 2}}\nreplicas: 2\n{extra}\n")
+    result = wirelab("run", "--scenario", str(scenario), "--report-dir", str(tmp_path / "r"))
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"wirelab: error: {scenario}: {key}: ")
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_printed_schema_accepts_the_built_ins_and_refuses_the_same_mistakes() -> None:
+    """``wirelab scenarios --schema``: what an editor checks a file against."""
+    result = wirelab("scenarios", "--schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for name in builtin_names():
+        text = resources.files("wirelab.scenarios").joinpath(f"{name}.yaml").read_text()
+        assert list(validator.iter_errors(yaml.safe_load(text))) == [], name
+    for mistake in [
+        "reconnect: full_jiter:base=1",
+        "feed: []",
+        "thresholds: 0",
+        "duration: 1h30m",
+        "rate: 500/fortnight",
+        "users: {mqtt: 1}",
+        "workers: 0",
+        "lab: {graceful: 1s}",
+        "actions: [{at: 1s, do: explode, service: ws}]",
+    ]:
+        document = yaml.safe_load(f"name: x\nusers: {{ws: 1}}\n{mistake}\n")
+        assert list(validator.iter_errors(document)), mistake
+        with pytest.raises(ScenarioError):
+            parse_scenario(yaml.safe_dump(document))

@@ -1,27 +1,40 @@
 """The ``wirelab`` command line.
 
 Exit codes (headless): 0 success, 1 a threshold failed, 2 usage or configuration error
-(one line, no traceback), 3 the run could not complete.
+(one line, no traceback), 3 the run could not complete, 4 generator-bound.
+
+The run commands (``run``, ``up``, ``demo``, ``cluster``) build their plan with
+:mod:`wirelab.plan`; their modules are imported when the command runs, so ``--help`` and
+``targets serve`` stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from .exitcodes import EXIT_OK, EXIT_USAGE
-from .exposure import is_loopback
-from .protocols import DEFAULT_PORTS, PROTOCOL_ORDER, target_urls
-from .units import parse_duration, parse_size
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported as one line with exit code 2."""
+from .exitcodes import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, UsageError
+from .exposure import WEB_PASSWORD_ENV, WEB_USER_ENV, is_loopback, web_login_missing
+from .probes import wait_for_targets
+from .protocols import PROTOCOL_ORDER, URL_VARIABLES
+from .run_options import (
+    CLUSTER_SETTINGS,
+    ROLES,
+    RUN_OPTIONS,
+    ClusterSettings,
+    add_run_arguments,
+    request_from_args,
+)
+from .units import parse_duration, parse_rate, parse_size
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,28 +44,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from one of wirelab's parsers: its message is the usage error."""
+
+    def read(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return read
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
+_duration = _argument(parse_duration)
+_size = _argument(parse_size)
+_events_rate = _argument(lambda text: parse_rate(text, allow_zero=True))
 
 
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option
@@ -93,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         help="share the feed through this Redis (replicas); default: in-memory",
     )
     feed.add_argument("--feed-key", default="wirelab:feed", help="Redis stream key")
-    feed.add_argument("--rate", type=_positive_float, default=10.0, help="events/s published")
+    feed.add_argument(
+        "--rate", type=_events_rate, default=10.0, help="events published per second (20, 20/s)"
+    )
     feed.add_argument("--payload-size", type=_size, default=64, help="bytes of data per event")
     feed.add_argument("--retention", type=int, default=10_000, help="events kept for resume")
     feed.add_argument(
@@ -167,34 +175,36 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     behaviour.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    check = targets_commands.add_parser(
+        "check",
+        help="wait until targets answer their readiness check (the chart's helm test)",
+        description="Ask each target its own readiness signal (/readyz, gRPC health) until it "
+        "answers or the timeout passes. https://, wss:// and grpcs:// URLs are asked over "
+        "TLS. Exit code 0: all ready; 3: some never were.",
+    )
+    check.add_argument(
+        "checks",
+        nargs="+",
+        metavar="PROTOCOL=URL",
+        help="e.g. rest=http://host:8080 ws=wss://host:8082 grpc=grpcs://host:8083",
+    )
+    check.add_argument("--timeout", type=_duration, default=60.0, help="how long to wait in all")
+    check.add_argument(
+        "--ca-file", help="CA bundle TLS targets are verified with (default: $WIRELAB_CA_FILE)"
+    )
 
     run = commands.add_parser(
         "run",
         help="a headless run on the local lab, gated by thresholds",
         description="Run a scenario headless on the local lab (targets, Locust master and "
         "workers as processes). Exit codes: 0 thresholds held, 1 a threshold failed, "
-        "2 usage error, 3 the run could not complete.",
+        "2 usage error, 3 the run could not complete, 4 generator-bound.",
     )
-    _add_lab_arguments(run)
-    run.add_argument(
-        "--threshold",
-        action="append",
-        default=[],
-        metavar="EXPR",
-        help="add a threshold, e.g. 'ws echo:p99<50ms' or 'sse deliver:gaps==0' (repeatable)",
-    )
-    run.add_argument(
-        "--sink",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="also stream metrics here: influxdb://host:8086/db, influxdb2://host:8086?org=o&bucket=b",
-    )
-    run.add_argument("--influx-url", help="shorthand for --sink with an InfluxDB URL")
+    add_run_arguments(run)
     run.add_argument("--no-progress", action="store_true", help="no live progress block")
 
     up = commands.add_parser("up", help="the local lab with Locust's web UI, until Ctrl-C")
-    _add_lab_arguments(up)
+    add_run_arguments(up, leave_out={"thresholds"})
     up.add_argument("--web-port", type=int, help="Locust web UI port (default: a free one)")
     up.add_argument(
         "--web-host",
@@ -203,8 +213,16 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         "(WIRELAB_WEB_USER and WIRELAB_WEB_PASSWORD)",
     )
 
+    _add_cluster_parser(commands)
+
     scenarios = commands.add_parser("scenarios", help="list the built-in scenarios")
-    scenarios.add_argument("--show", metavar="NAME", help="print one scenario's file")
+    shown = scenarios.add_mutually_exclusive_group()
+    shown.add_argument("--show", metavar="NAME", help="print one scenario's file")
+    shown.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the JSON Schema of scenario files (for editors: yaml-language-server)",
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -254,41 +272,52 @@ def _add_replica_arguments(
     )
 
 
-def _add_lab_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--scenario", default="smoke", help="built-in scenario name or a YAML/TOML file"
+def _add_cluster_parser(commands: Any) -> None:
+    defaults = ClusterSettings()
+    variables = [(o.env, o.help) for o in RUN_OPTIONS if o.env] + [
+        (name, f"{why} (default {getattr(defaults, dest) or 'none'})")
+        for name, (dest, _, why) in CLUSTER_SETTINGS.items()
+    ]
+    variables += [(name, f"{protocol}'s target URL") for protocol, name in URL_VARIABLES.items()]
+    variables += [(name, "the web UI's login (ui)") for name in (WEB_USER_ENV, WEB_PASSWORD_ENV)]
+    cluster = commands.add_parser(
+        "cluster",
+        help="the load side as pods: what the Helm chart runs (master, ui, worker)",
+        description="One role of a run split across pods, set up by the environment the "
+        "Helm chart sets.\n\n"
+        "  master  headless: waits for the targets and its workers, runs, judges and\n"
+        "          reports; exits with wirelab's exit code (the chart's job mode)\n"
+        "  ui      the Locust master with its web UI, always behind a login (lab mode)\n"
+        "  worker  a Locust worker that connects to the master",
+        epilog="environment:\n" + "\n".join(f"  {name:<30} {why}" for name, why in variables),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--protocols", help="comma-separated subset: rest, poll, sse, ws, grpc (default: all)"
-    )
-    parser.add_argument("--users", type=int, help="total users, spread in the scenario's mix")
-    parser.add_argument("--spawn-rate", type=_positive_float, help="users started per second")
-    parser.add_argument("--duration", type=_duration, help="run time, e.g. 30s, 5m")
-    parser.add_argument("--workers", type=int, help="Locust worker processes")
-    parser.add_argument("--rate", help="open-model arrival rate for request/response, e.g. 500/s")
-    parser.add_argument("--reconnect", help="reconnect policy, e.g. full_jitter:base=0.5,cap=5")
-    parser.add_argument(
-        "--report-dir", type=Path, default=Path("reports"), help="where run directories go"
-    )
-    parser.add_argument(
-        "--target-host",
-        help="use your targets on this host (default ports: rest 8080, sse 8081, ws 8082, "
-        "grpc 8083) instead of starting the lab's",
-    )
-    for protocol, example in (
-        ("rest", "http://host:8080"),
-        ("sse", "http://host:8081"),
-        ("ws", "ws://host:8082"),
-        ("grpc", "host:8083"),
-    ):
-        parser.add_argument(f"--{protocol}-url", help=f"this protocol's target, e.g. {example}")
-    parser.add_argument("--redis-url", help="share the lab targets' feed through this Redis")
-    parser.add_argument(
-        "--replicas",
-        type=int,
-        help="target replicas per protocol (REST/SSE/WS behind HAProxy, gRPC balanced by "
-        "the client, one shared Redis feed); overrides the scenario's replicas",
-    )
+    cluster.add_argument("role", choices=ROLES)
+
+
+def _targets(args: argparse.Namespace) -> int:
+    return _serve_targets(args) if args.targets_command == "serve" else _check_targets(args)
+
+
+def _check_targets(args: argparse.Namespace) -> int:
+    urls: dict[str, str] = {}
+    for check in args.checks:
+        protocol, sep, url = check.partition("=")
+        if not sep or protocol not in PROTOCOL_ORDER or not url:
+            raise UsageError(f"{check!r} is not PROTOCOL=URL ({', '.join(PROTOCOL_ORDER)})")
+        urls[protocol] = url
+    ca_file = args.ca_file or os.environ.get("WIRELAB_CA_FILE") or None
+
+    def ready(protocol: str) -> None:
+        print(f"ok   {protocol}={urls[protocol]}", flush=True)
+
+    try:
+        failed = wait_for_targets(urls, args.timeout, ca_file=ca_file, on_ready=ready)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for protocol in failed:
+        print(f"FAIL {protocol}={urls[protocol]}", flush=True)
+    return EXIT_INCOMPLETE if failed else EXIT_OK
 
 
 def _target_ports(args: argparse.Namespace) -> dict[str, int]:
@@ -324,7 +353,8 @@ def _parse_ports(text: str) -> dict[str, int]:
 
 
 def _serve_targets(args: argparse.Namespace) -> int:
-    from .logs import configure_logging  # noqa: PLC0415 - keep --help fast
+    # The targets' servers (uvloop, grpcio, redis): only for `targets serve`.
+    from .logs import configure_logging  # noqa: PLC0415
     from .targets.base import TargetSettings  # noqa: PLC0415
     from .targets.runner import AdminSettings, FeedSettings, serve  # noqa: PLC0415
 
@@ -378,7 +408,7 @@ def _serve_targets(args: argparse.Namespace) -> int:
 
 
 def _test_hooks(args: argparse.Namespace) -> dict[str, object]:
-    from .targets.test_hooks import HookError, LatencyMix, StallPlan  # noqa: PLC0415
+    from .targets.test_hooks import HookError, LatencyMix, StallPlan  # noqa: PLC0415 - as above
 
     try:
         return {
@@ -396,127 +426,38 @@ def _parse_seqs(text: str) -> frozenset[int]:
         raise UsageError(f"--test-skip-seq {text!r} is not a list of seq numbers") from None
 
 
-def _scenario_from(args: argparse.Namespace):  # -> Scenario (imported lazily)
-    from .scenarios import (  # noqa: PLC0415
-        ScenarioError,
-        check_actions,
-        load_scenario,
-        parse_rate,
-    )
-    from .scenarios.actions import MAX_REPLICAS  # noqa: PLC0415
-
-    try:
-        scenario = load_scenario(args.scenario)
-        if args.protocols:
-            scenario.select_protocols([p.strip() for p in args.protocols.split(",") if p.strip()])
-        if args.users is not None:
-            scenario.scale_users(args.users)
-        if args.spawn_rate is not None:
-            scenario.spawn_rate = args.spawn_rate
-        if args.duration is not None:
-            scenario.duration = args.duration
-        if args.workers is not None:
-            if not 1 <= args.workers <= 64:
-                raise UsageError("--workers must be from 1 to 64")
-            scenario.workers = args.workers
-        if args.rate is not None:
-            scenario.rate = parse_rate(args.rate, key="--rate")
-        if args.reconnect is not None:
-            scenario.reconnect = args.reconnect
-        if args.replicas is not None:
-            if not 1 <= args.replicas <= MAX_REPLICAS:
-                raise UsageError(f"--replicas must be from 1 to {MAX_REPLICAS}")
-            scenario.replicas = {"*": args.replicas}
-        check_actions(scenario)
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
-    return scenario
-
-
-def _target_urls(args: argparse.Namespace) -> dict[str, str]:
-    urls: dict[str, str] = {}
-    if args.target_host:
-        urls = target_urls(args.target_host, DEFAULT_PORTS)
-    for protocol in PROTOCOL_ORDER:
-        explicit = getattr(args, f"{protocol}_url")
-        if explicit:
-            urls[protocol] = explicit
-    return urls
-
-
-def _lab_urls(args: argparse.Namespace, scenario) -> dict[str, str]:
-    """The user's target URLs; refused when the scenario acts on the lab's own replicas."""
-    urls = _target_urls(args)
-    if scenario.replicated:
-        given = [protocol for protocol in scenario.protocols if protocol in urls]
-        if given:
-            raise UsageError(
-                f"scenario {scenario.name!r} runs replicas and acts on them; it needs the "
-                f"lab's own targets, but --{given[0]}-url/--target-host points elsewhere"
-            )
-    return urls
-
-
 def _run(args: argparse.Namespace) -> int:
-    from .run import RunPlan, execute_run  # noqa: PLC0415
-    from .thresholds import ThresholdError, parse_threshold  # noqa: PLC0415
+    from .plan import build_plan  # noqa: PLC0415 - the run's modules: keep --help fast
+    from .run import execute_run  # noqa: PLC0415
 
-    scenario = _scenario_from(args)
-    try:
-        thresholds = [parse_threshold(t) for t in [*scenario.thresholds, *args.threshold]]
-    except ThresholdError as exc:
-        raise UsageError(str(exc)) from None
-    sinks = list(args.sink) + ([args.influx_url] if args.influx_url else [])
-    _check_sinks(sinks)
-    plan = RunPlan(
-        scenario=scenario,
-        thresholds=thresholds,
-        report_dir=args.report_dir,
-        target_urls=_lab_urls(args, scenario),
-        sinks=sinks,
-        redis_url=args.redis_url,
-    )
+    plan = build_plan(request_from_args(args))
     return execute_run(plan, progress=not args.no_progress)
 
 
-def _check_sinks(sinks: list[str]) -> None:
-    try:
-        from .metrics.sinks import validate_sink_url  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - sinks land with the metrics issue
-        return
-    for url in sinks:
-        try:
-            validate_sink_url(url)
-        except ValueError as exc:
-            raise UsageError(f"--sink {url!r}: {exc}") from None
-
-
 def _up(args: argparse.Namespace) -> int:
+    from .plan import build_plan  # noqa: PLC0415 - the run's modules: keep --help fast
     from .run import run_up  # noqa: PLC0415
 
-    if not is_loopback(args.web_host) and not (
-        os.environ.get("WIRELAB_WEB_USER") and os.environ.get("WIRELAB_WEB_PASSWORD")
-    ):
+    missing = None if is_loopback(args.web_host) else web_login_missing(os.environ)
+    if missing:
         # The UI starts and stops load: beyond loopback, nobody uses it without a login.
-        raise UsageError(
-            f"--web-host {args.web_host} is reachable beyond loopback: set "
-            "WIRELAB_WEB_USER and WIRELAB_WEB_PASSWORD for the web UI's login"
-        )
-    scenario = _scenario_from(args)
-    return run_up(
-        scenario,
-        target_urls=_lab_urls(args, scenario),
-        report_dir=args.report_dir,
-        web_port=args.web_port,
-        web_host=args.web_host,
-    )
+        raise UsageError(f"--web-host {args.web_host} is reachable beyond loopback: {missing}")
+    plan = build_plan(request_from_args(args))
+    return run_up(plan, web_port=args.web_port, web_host=args.web_host)
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from .cluster import run_role  # noqa: PLC0415 - the run's modules: keep --help fast
+
+    return run_role(args.role, os.environ)
 
 
 def _scenarios(args: argparse.Namespace) -> int:
-    from importlib import resources  # noqa: PLC0415
+    from .scenarios import builtin_names, json_schema, load_scenario  # noqa: PLC0415 - pydantic
 
-    from .scenarios import ScenarioError, builtin_names, load_scenario  # noqa: PLC0415
-
+    if args.schema:
+        print(json.dumps(json_schema(), indent=2))
+        return EXIT_OK
     if args.show:
         if args.show not in builtin_names():
             raise UsageError(
@@ -527,23 +468,20 @@ def _scenarios(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     for name in builtin_names():
-        try:
-            scenario = load_scenario(name)
-        except ScenarioError as exc:  # pragma: no cover - built-ins are tested
-            raise UsageError(str(exc)) from None
+        scenario = load_scenario(name)
         shape = f"{scenario.duration:>6g}s  {scenario.total_users:>5} users"
         print(f"{name:<16} {shape}  {scenario.description}")
     return EXIT_OK
 
 
 def _influx(args: argparse.Namespace) -> int:
-    from .influx_push import push_run  # noqa: PLC0415
+    from .influx_push import push_run  # noqa: PLC0415 - the sinks' clients: only for this
 
     return push_run(args.run_dir, args.url)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo  # noqa: PLC0415
+    from .demo import run_demo  # noqa: PLC0415 - the run's modules: keep --help fast
 
     return run_demo(duration=args.duration, report_dir=args.report_dir)
 
@@ -581,9 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         handler = {
-            "targets": _serve_targets,
+            "targets": _targets,
             "run": _run,
             "up": _up,
+            "cluster": _cluster,
             "scenarios": _scenarios,
             "influx": _influx,
             "demo": _demo,

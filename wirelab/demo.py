@@ -9,18 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .run import RunPlan, execute_run
-from .scenarios import load_scenario
-from .thresholds import parse_threshold
+from .plan import build_plan
+from .run import execute_run
+from .run_options import RunRequest
 
 
 def run_demo(*, duration: float, report_dir: Path = Path("reports")) -> int:
     """Run the smoke scenario for ``duration`` seconds; returns the run's exit code."""
-    scenario = load_scenario("smoke")
-    scenario.duration = duration
-    plan = RunPlan(
-        scenario=scenario,
-        thresholds=[parse_threshold(expression) for expression in scenario.thresholds],
-        report_dir=report_dir,
-    )
-    return execute_run(plan)
+    request = RunRequest(scenario="smoke", duration=duration, report_dir=report_dir)
+    request.labels["duration"] = "--duration"
+    return execute_run(build_plan(request))

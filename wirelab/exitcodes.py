@@ -11,6 +11,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_THRESHOLD_FAILED",
     "EXIT_USAGE",
+    "UsageError",
 ]
 
 #: Every threshold held and the generator kept up.
@@ -24,3 +25,8 @@ EXIT_INCOMPLETE = 3
 #: Every threshold held, but the load generator was saturated while it measured, so its
 #: latency and lag figures are partly its own: not a pass.
 EXIT_GENERATOR_BOUND = 4
+
+
+class UsageError(ValueError):
+    """Bad input from the user: the command reports it as one line and exits with
+    :data:`EXIT_USAGE`, never with a traceback."""

@@ -3,13 +3,20 @@
 A target serving TLS (``--tls-cert``) is probed over TLS: ``tls=True``, with ``ca_file`` to
 verify it. Without ``ca_file`` an HTTP probe skips verification (it asks "is it serving?",
 not "is it who it says?"); gRPC cannot skip it, so a gRPC probe over TLS needs ``ca_file``.
+
+:func:`wait_for_targets` waits for targets given as the users' URLs (``https://``, ``wss://``
+and ``grpcs://`` mean TLS): what a cluster master does before its run, and what
+``wirelab targets check`` (the chart's ``helm test``) does.
 """
 
 from __future__ import annotations
 
 import ssl
+import time
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def _client_context(ca_file: str | Path | None) -> ssl.SSLContext:
@@ -88,3 +95,74 @@ def target_ready(
     if protocol == "grpc":
         return grpc_ready(host, port, tls=tls, ca_file=ca_file)
     return http_ready(host, port, tls=tls, ca_file=ca_file)
+
+
+TLS_SCHEMES = frozenset({"https", "wss", "grpcs"})
+
+
+def uses_tls(url: str) -> bool:
+    """A target URL the users reach over TLS (``https://``, ``wss://``, ``grpcs://``)."""
+    return url.split(",", 1)[0].strip().partition("://")[0].lower() in TLS_SCHEMES
+
+
+def host_port(protocol: str, url: str) -> tuple[str, int]:
+    """Where the first replica of a target URL listens.
+
+    gRPC's is ``[grpcs://]host:port`` or ``[grpcs://]dns:///name:port`` (a headless Service).
+
+    Raises:
+        ValueError: no port where one is needed.
+    """
+    first = url.split(",", 1)[0].strip()
+    if protocol == "grpc":
+        for scheme in ("grpcs://", "grpc://", "https://", "http://"):
+            first = first.removeprefix(scheme)
+        first = first.removeprefix("dns:///").removeprefix("dns:").removeprefix("ipv4:")
+        host, _, port = first.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"not host:port: {url!r}")
+        return host, int(port)
+    parts = urlsplit(first if "://" in first else f"http://{first}")
+    default = 443 if parts.scheme in {"https", "wss"} else 80
+    return parts.hostname or "", parts.port or default
+
+
+def _probe_ca(protocol: str, tls: bool, ca_file: str | None) -> str | None:
+    """What a probe trusts: the users' CA bundle. gRPC cannot skip verification, so without
+    one it trusts the public roots (certifi's), as the gRPC users then do."""
+    if tls and protocol == "grpc" and not ca_file:
+        import certifi  # noqa: PLC0415 - only a TLS gRPC probe without a CA bundle needs it
+
+        return certifi.where()
+    return ca_file
+
+
+def wait_for_targets(
+    urls: Mapping[str, str],
+    timeout: float,
+    *,
+    ca_file: str | None = None,
+    poll_s: float = 1.0,
+    on_ready: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Wait until every target of ``urls`` (protocol → URL) answers its readiness check, at
+    most ``timeout`` seconds; returns the protocols that never did, sorted.
+
+    A target at an ``https://``, ``wss://`` or ``grpcs://`` URL is asked over TLS, trusting
+    ``ca_file``. ``on_ready(protocol)`` is called as each one answers.
+    """
+    waiting = {
+        protocol: (*host_port(protocol, url), uses_tls(url)) for protocol, url in urls.items()
+    }
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for protocol, (host, port, tls) in list(waiting.items()):
+            ca = _probe_ca(protocol, tls, ca_file)
+            if target_ready(host, protocol, port, tls=tls, ca_file=ca):
+                del waiting[protocol]
+                if on_ready is not None:
+                    on_ready(protocol)
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(poll_s)
+    return sorted(waiting)

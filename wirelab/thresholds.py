@@ -18,7 +18,6 @@ The selector ``generator`` judges the load generator itself (the figures of
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 from collections.abc import Callable
@@ -27,6 +26,8 @@ from typing import Any
 
 from .metrics.histogram import LogHistogram
 from .metrics.series import RequestSeries, SeriesKey, StreamSeries
+from .protocols import PROTOCOL_ORDER
+from .units import parse_duration, parse_rate, parse_ratio, split_quantity
 
 
 class ThresholdError(ValueError):
@@ -96,9 +97,8 @@ GENERATOR_METRICS = {
 _EXPRESSION = re.compile(
     r"^(?P<selector>.+?):(?P<metric>[a-z0-9_]+)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>.+)$"
 )
-_VALUE = re.compile(r"^(?P<number>-?\d+(?:\.\d+)?)\s*(?P<unit>us|µs|ms|s|m|%)?$")
-_DURATION_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-_PROTOCOLS = {"rest", "poll", "sse", "ws", "grpc"}
+#: Protocol selectors: the targets' protocols, and REST polling's own series.
+_PROTOCOLS = {*PROTOCOL_ORDER, "poll"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,39 +164,43 @@ def parse_threshold(expression: str) -> Threshold:
             f"threshold {expression!r}: unknown metric {metric!r} (known: {known})"
         )
     _check_generator(expression, selector, metric)
-    value_match = _VALUE.match(match["value"].strip())
-    if value_match is None:
-        raise ThresholdError(
-            f"threshold {expression!r}: {match['value'].strip()!r} is not a number"
-        )
-    number = float(value_match["number"])
-    if not math.isfinite(number):
-        raise ThresholdError(
-            f"threshold {expression!r}: {match['value'].strip()!r} is out of range"
-        )
-    unit = value_match["unit"]
     kind = _kind(metric)
-    if kind == "percent":
-        if unit not in (None, "%"):
-            raise ThresholdError(f"threshold {expression!r}: {metric} is a percentage of one core")
-        value = number
-    elif kind == "duration":
-        if unit == "%":
-            raise ThresholdError(
-                f"threshold {expression!r}: {metric} is a duration, not a percentage"
-            )
-        value = number * _DURATION_MS[unit or "ms"]
-    elif kind == "ratio":
-        if unit not in (None, "%"):
-            raise ThresholdError(
-                f"threshold {expression!r}: {metric} takes a ratio or a percentage"
-            )
-        value = number / 100 if unit == "%" else number
-    else:
-        if unit not in (None,):
-            raise ThresholdError(f"threshold {expression!r}: {metric} is a plain number, no unit")
-        value = number
+    value = _limit(expression, metric, kind, match["value"].strip())
     return Threshold(text, selector, metric, match["op"], value)
+
+
+#: How each kind of limit is read (:mod:`wirelab.units`) and what it expects.
+_LIMITS: dict[str, tuple[Callable[[str], float], str]] = {
+    # A bare number of a duration is milliseconds, the unit durations are compared in.
+    "duration": (lambda text: parse_duration(text, default_unit="ms") * 1000, "a duration"),
+    "ratio": (parse_ratio, "a ratio or a percentage"),
+    "rate": (lambda text: parse_rate(text, allow_zero=True), "a rate (500/s)"),
+    "count": (float, "a plain number"),
+    "percent": (lambda text: float(text.removesuffix("%")), "a percentage of one core (85%)"),
+}
+
+
+def _limit(expression: str, metric: str, kind: str, text: str) -> float:
+    """The limit in the metric's unit: ms for durations, a ratio, per second, or a count."""
+
+    def problem(what: str) -> ThresholdError:
+        return ThresholdError(f"threshold {expression!r}: {what}")
+
+    try:
+        _, unit = split_quantity(text)
+    except ValueError:
+        raise problem(f"{text!r} is not a number") from None
+    if kind == "duration" and unit == "%":
+        raise problem(f"{metric} is a duration, not a percentage")
+    if kind == "count" and unit:
+        raise problem(f"{metric} is a plain number, no unit")
+    if kind == "percent" and unit not in ("", "%"):
+        raise problem(f"{metric} is a percentage of one core")
+    parse, expected = _LIMITS.get(kind, _LIMITS["count"])
+    try:
+        return parse(text)
+    except ValueError:
+        raise problem(f"{metric} takes {expected}, not {text!r}") from None
 
 
 def _check_generator(expression: str, selector: str, metric: str) -> None:

@@ -25,12 +25,12 @@ from urllib.parse import parse_qs, urlsplit
 from flask import redirect, request, session, url_for
 from flask_login import UserMixin, login_user
 
+from .exposure import WEB_PASSWORD_ENV as PASSWORD_ENV
+from .exposure import WEB_USER_ENV as USER_ENV
 from .listeners import on_init_once
 
 __all__ = ["LOGIN_PATH", "PASSWORD_ENV", "USER_ENV", "register"]
 
-USER_ENV = "WIRELAB_WEB_USER"
-PASSWORD_ENV = "WIRELAB_WEB_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
 SECRET_ENV = "WIRELAB_WEB_SECRET"  # noqa: S105 - the name of a variable, not a secret
 #: Where the login form posts (Locust renders the form; this checks it).
 LOGIN_PATH = "/wirelab/login"

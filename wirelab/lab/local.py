@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..locust_command import Headless, WebUi, master_argv, worker_argv
 from ..probes import target_ready
 from ..processes import ManagedProcess, free_port, free_ports
 from ..protocols import PROTOCOL_ORDER, target_urls
@@ -143,53 +144,36 @@ class LocalLab:
 
     # -- locust ----------------------------------------------------------------------
 
-    def _locust_argv(self, locustfile: Path, *extra: str) -> list[str]:
-        return [self.python, "-m", "locust", "-f", str(locustfile), *extra]
-
     def start_master(
         self,
-        locustfile: Path,
+        locustfiles: list[Path],
         *,
         env: dict[str, str],
         workers: int,
-        headless: bool,
-        users: int | None = None,
-        spawn_rate: float | None = None,
-        run_time_s: float | None = None,
+        worker_wait_s: float,
+        headless: Headless | None = None,
         web_port: int | None = None,
         web_host: str = HOST,
         web_login: bool = False,
     ) -> ManagedProcess:
-        """Start the Locust master; headless runs start the test once workers connect."""
+        """Start the Locust master: headless runs start once the workers connect; without
+        ``headless`` it serves its web UI."""
         self.master_port = free_port(HOST)
-        argv = self._locust_argv(
-            locustfile,
-            "--master",
-            "--master-bind-host",
-            HOST,
-            "--master-bind-port",
-            str(self.master_port),
-            "--expect-workers",
-            str(workers),
-            "--expect-workers-max-wait",
-            "60",
-            "--exit-code-on-error",
-            "0",
-            # A lost worker's users move to the others instead of silently vanishing.
-            "--enable-rebalancing",
-            "--stop-timeout",
-            "5",
-            "--csv",
-            str(self.run_dir / "locust"),
-        )
-        if headless:
-            argv += ["--headless", "--users", str(users), "--spawn-rate", f"{spawn_rate:g}"]
-            argv += ["--run-time", f"{max(1, round(run_time_s or 0))}s", "--only-summary"]
-        else:
+        web = None
+        if headless is None:
             self.web_port = web_port or free_port(HOST)
-            argv += ["--web-host", web_host, "--web-port", str(self.web_port)]
-            if web_login:
-                argv.append("--web-login")
+            web = WebUi(web_host, self.web_port, login=web_login)
+        argv = master_argv(
+            locustfiles,
+            bind_host=HOST,
+            bind_port=self.master_port,
+            workers=workers,
+            worker_wait_s=worker_wait_s,
+            csv_prefix=self.run_dir / "locust",
+            headless=headless,
+            web=web,
+            python=self.python,
+        )
         self.master = ManagedProcess(
             argv,
             name="locust-master",
@@ -198,16 +182,11 @@ class LocalLab:
         ).start()
         return self.master
 
-    def start_workers(self, locustfile: Path, count: int, *, env: dict[str, str]) -> None:
+    def start_workers(self, locustfiles: list[Path], count: int, *, env: dict[str, str]) -> None:
         """Start ``count`` worker processes that connect to the master."""
         for index in range(count):
-            argv = self._locust_argv(
-                locustfile,
-                "--worker",
-                "--master-host",
-                HOST,
-                "--master-port",
-                str(self.master_port),
+            argv = worker_argv(
+                locustfiles, master_host=HOST, master_port=self.master_port, python=self.python
             )
             worker = ManagedProcess(
                 argv,

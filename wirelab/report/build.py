@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
 
 from ..exitcodes import EXIT_GENERATOR_BOUND, EXIT_INCOMPLETE, EXIT_OK, EXIT_THRESHOLD_FAILED
 from ..metrics.generator import GENERATOR_BOUND, judge
 from ..metrics.lineprotocol import encode, threshold_point
 from ..metrics.results import RunResults, load_results
 from ..metrics.sinks import open_transport, parse_sink_url
+from ..plan import RunPlan
 from ..thresholds import Verdict, evaluate
 from .deploy import deploy_summary
 from .html import render_report
 from .summary import build_junit, build_summary
 from .terminal import format_terminal_summary
-
-if TYPE_CHECKING:
-    from ..run import RunPlan
 
 
 def _load(plan: RunPlan, incomplete: list[str]) -> RunResults | None:

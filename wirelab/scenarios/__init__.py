@@ -2,25 +2,52 @@
 
 A scenario is a YAML (or TOML) file. The built-in ones ship in this package
 (``wirelab/scenarios/*.yaml``); ``--scenario NAME`` picks one of them and
-``--scenario path/to/file.yaml`` reads a user's own. Every key is checked: an unknown key,
-a wrong type or a bad value is a :class:`ScenarioError` whose message names the file and
-the key, which the CLI reports as one line with exit code 2.
+``--scenario path/to/file.yaml`` reads a user's own.
+
+Every key is declared in a schema (pydantic models: :class:`Scenario` here, the acting keys
+in :mod:`.actions`, the value types in :mod:`.fields`) and every value is parsed at load
+with the grammars the command line uses (:mod:`wirelab.units`, reconnect policies,
+thresholds): an unknown key, a wrong type or a bad value is a :class:`ScenarioError` whose
+message names the file and the key, which the CLI reports as one line with exit code 2.
+``wirelab scenarios --schema`` prints the schema as JSON Schema for editors.
 """
 
 from __future__ import annotations
 
-import math
 import tomllib
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
+from ..exitcodes import UsageError
 from ..protocols import PROTOCOL_ORDER
-from ..units import parse_duration, parse_size
-from .actions import Action, LabShape, parse_actions, parse_lab, parse_replicas
+from .actions import Action, LabShape, Replicas
+from .fields import (
+    Duration,
+    FieldError,
+    Rate,
+    RateOrZero,
+    Reconnect,
+    Section,
+    Size,
+    Text,
+    ThresholdExpression,
+    first_problem,
+    list_of,
+    null_is,
+    whole,
+)
 
 #: Scenario user keys → the Locust user classes in :mod:`wirelab.users` they run.
 USER_CLASSES: dict[str, str] = {
@@ -62,41 +89,166 @@ PROTOCOL_USERS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ScenarioError(ValueError):
-    """A scenario file or value is wrong; the message names where."""
+class ScenarioError(UsageError):
+    """A scenario file or value is wrong; the message names the file and the key.
+
+    ``key`` and ``problem`` are the two halves, for callers that name the key their own
+    way (a command-line flag that set it).
+    """
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(": ".join(part for part in (source, key, problem) if part))
+        self.source, self.key, self.problem = source, key, problem
 
 
-@dataclass(slots=True)
-class FeedShape:
+def _user_kind(value: object) -> str:
+    if value not in USER_CLASSES:
+        raise FieldError(f"unknown user kind (known: {', '.join(USER_CLASSES)})")
+    return str(value)
+
+
+def _users(value: object) -> object:
+    if not isinstance(value, dict) or not value:
+        raise FieldError(f"required, a mapping of {', '.join(USER_CLASSES)} to counts")
+    return value
+
+
+UserCount = whole(0, 100_000)
+Users = Annotated[
+    dict[Annotated[str, BeforeValidator(_user_kind)], UserCount],
+    BeforeValidator(_users),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "users per kind; --users N rescales in these proportions",
+            "properties": {kind: {"type": "integer", "minimum": 0} for kind in USER_CLASSES},
+            "additionalProperties": False,
+            "minProperties": 1,
+        }
+    ),
+]
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise FieldError("required, a non-empty string")
+    return value.strip()
+
+
+Name = Annotated[str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": r"\S"})]
+
+
+class FeedShape(Section):
     """The targets' feed during the run."""
 
-    rate: float = 20.0
-    payload_size: int = 64
-    retention: int = 10_000
+    expects = "a mapping with rate, payload_size, retention"
+
+    rate: RateOrZero = Field(20.0, description="events per second the targets publish")
+    payload_size: Size = Field(64, description="bytes of data per event")
+    retention: whole(1) = Field(10_000, description="events kept for resume")
 
 
-@dataclass(slots=True)
-class Scenario:
-    """Everything a run needs besides where the targets are."""
+class Scenario(Section):
+    """Everything a run needs besides where the targets are: the file's keys, validated.
 
-    name: str
-    description: str = ""
-    duration: float = 30.0
-    workers: int = 2
-    spawn_rate: float = 10.0
-    users: dict[str, int] = field(default_factory=dict)
-    feed: FeedShape = field(default_factory=FeedShape)
-    #: Open-model arrival rate for request/response users, e.g. 200.0 (per second, total).
-    rate: float | None = None
-    reconnect: str = "full_jitter:base=0.5,cap=5"
-    thresholds: list[str] = field(default_factory=list)
+    Build one with :func:`parse_scenario` or :func:`load_scenario` (which name the file in
+    every error), or :meth:`from_data`.
+    """
+
+    model_config = ConfigDict(title="wirelab scenario")
+    expects = "a scenario is a mapping of keys"
+
+    name: Name = Field(description="the run's name: run ids and reports start with it")
+    description: Text = Field("", description="one line for `wirelab scenarios`")
+    duration: Duration = Field(30.0, description="run time, from the first user's start")
+    workers: whole(1, 64) = Field(2, description="Locust worker processes")
+    spawn_rate: Rate = Field(10.0, description="users started per second, across all workers")
+    users: Users
+    feed: Annotated[FeedShape, null_is(FeedShape)] = Field(
+        default_factory=FeedShape, description="the targets' event feed"
+    )
+    rate: Rate | None = Field(
+        None,
+        description="open-model arrival rate of request/response users, total (500/s); "
+        "unset: closed model",
+    )
+    reconnect: Reconnect = Field(
+        "full_jitter:base=0.5,cap=5", description="the stream users' reconnect policy"
+    )
+    thresholds: Annotated[
+        list[ThresholdExpression], list_of("a list of expressions such as 'ws echo:p99<50ms'")
+    ] = Field(default_factory=list, description="what the run must hold; exit 1 if not")
     #: Replicas per protocol (``"*"``: every protocol); empty: the one-process lab.
-    replicas: dict[str, int] = field(default_factory=dict)
-    #: Actions on the targets, in time order (see :mod:`.actions`).
-    actions: list[Action] = field(default_factory=list)
+    replicas: Annotated[Replicas, null_is(dict)] = Field(default_factory=dict)
     #: Drain and reconnect-hint settings of the replicated lab's targets.
-    lab: LabShape = field(default_factory=LabShape)
-    source: str = "<built-in>"
+    lab: Annotated[LabShape, null_is(LabShape)] = Field(
+        default_factory=LabShape, description="how the replicated lab's targets drain"
+    )
+    #: Actions on the targets, in time order (see :mod:`.actions`).
+    actions: Annotated[list[Action], list_of("a list of {at, do, service} mappings")] = Field(
+        default_factory=list, description="what the orchestrator does during the run"
+    )
+    _source: str = PrivateAttr("<built-in>")
+
+    @classmethod
+    def from_data(cls, data: object, *, source: str = "<string>") -> Scenario:
+        """Validate parsed data; :class:`ScenarioError` names ``source`` and the first key."""
+        try:
+            scenario = cls.model_validate(data)
+        except ValidationError as exc:
+            key, problem = first_problem(exc)
+            raise ScenarioError(source, key, problem) from None
+        except RecursionError:  # YAML aliases can make a list that contains itself
+            raise ScenarioError(source, "", "nested too deeply") from None
+        scenario._source = source
+        return scenario
+
+    @property
+    def source(self) -> str:
+        """Where the scenario came from: a file's path, or ``<built-in NAME>``."""
+        return self._source
+
+    def revalidated(self) -> Scenario:
+        """This scenario checked again as a whole, after its values were changed (the
+        command line's overrides): the same checks as a file's, naming the same keys."""
+        return Scenario.from_data(self.model_dump(exclude_defaults=True), source=self.source)
+
+    @model_validator(mode="after")
+    def _a_run_that_can_happen(self) -> Scenario:
+        if self.duration <= 0:
+            raise FieldError("must be positive", "duration")
+        if self.total_users == 0:
+            raise FieldError("at least one user kind needs a count above 0", "users")
+        self._check_actions()
+        self.actions = sorted(self.actions, key=lambda action: action.at)
+        return self
+
+    def _check_actions(self) -> None:
+        """Every action starts within the run and names a protocol the run uses, and a kill
+        takes at most as many replicas as there are (all of them: an outage is a scenario)."""
+        protocols = self.protocols
+        counts = self.replica_counts()
+        for index, action in enumerate(self.actions):
+            where = f"actions[{index}]"
+            if action.at >= self.duration:
+                raise FieldError(
+                    f"{action.at:g}s is not within the run's duration ({self.duration:g}s)",
+                    f"{where}.at",
+                )
+            if action.service != "all" and action.service not in protocols:
+                raise FieldError(
+                    f"{action.service!r} has no users in this scenario "
+                    f"(it uses {', '.join(protocols)})",
+                    f"{where}.service",
+                )
+            services = protocols if action.service == "all" else [action.service]
+            for service in services if action.do == "kill" else ():
+                if action.count > counts[service]:
+                    raise FieldError(
+                        f"kills {action.count} {service} replicas; "
+                        f"the scenario runs {counts[service]}",
+                        f"{where}.count",
+                    )
 
     @property
     def replicated(self) -> bool:
@@ -140,7 +292,8 @@ class Scenario:
         unknown = [name for name in names if name not in PROTOCOL_USERS]
         if unknown:
             choices = ", ".join(PROTOCOL_USERS)
-            raise ScenarioError(f"unknown protocol {unknown[0]!r}: choose from {choices}")
+            problem = f"unknown protocol {unknown[0]!r}: choose from {choices}"
+            raise ScenarioError(self.source, "protocols", problem)
         keep = {key for name in names for key in PROTOCOL_USERS[name]}
         self.users = {key: count for key, count in self.users.items() if key in keep}
         # Actions on protocols left out have nothing to act on.
@@ -155,17 +308,19 @@ class Scenario:
             or expression.split(":", 1)[0].split(" ", 1)[0] not in PROTOCOL_USERS
         ]
         if self.total_users == 0:
-            raise ScenarioError(f"scenario {self.name!r} has no users for {', '.join(names)}")
+            problem = f"scenario {self.name!r} has no users for {', '.join(names)}"
+            raise ScenarioError(self.source, "protocols", problem)
 
     def scale_users(self, total: int) -> None:
         """Spread ``total`` users over the scenario's protocols in its proportions."""
         if total < 1:
-            raise ScenarioError("--users must be at least 1")
+            raise ScenarioError(self.source, "users", f"must be at least 1, got {total}")
         weights = {key: count for key, count in self.users.items() if count > 0}
         if total < len(weights):
-            raise ScenarioError(f"--users {total} is fewer than the {len(weights)} user kinds")
-        whole = sum(weights.values())
-        scaled = {key: max(1, int(total * count / whole)) for key, count in weights.items()}
+            problem = f"{total} is fewer than the {len(weights)} user kinds"
+            raise ScenarioError(self.source, "users", problem)
+        weight = sum(weights.values())
+        scaled = {key: max(1, int(total * count / weight)) for key, count in weights.items()}
         # Hand out what rounding left over to the largest kinds first.
         leftover = total - sum(scaled.values())
         for key in sorted(weights, key=weights.get, reverse=True):
@@ -178,23 +333,6 @@ class Scenario:
             scaled[key] -= 1
             leftover += 1
         self.users = scaled
-
-
-_TOP_KEYS = {
-    "name",
-    "description",
-    "duration",
-    "workers",
-    "spawn_rate",
-    "users",
-    "feed",
-    "rate",
-    "reconnect",
-    "thresholds",
-    "replicas",
-    "lab",
-    "actions",
-}
 
 
 def builtin_names() -> list[str]:
@@ -212,181 +350,29 @@ def load_scenario(name_or_path: str) -> Scenario:
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml", ".toml"} or path.exists():
         if not path.is_file():
-            raise ScenarioError(f"scenario file {name_or_path} does not exist")
+            raise ScenarioError("", "", f"scenario file {name_or_path} does not exist")
         text = path.read_text()
         return parse_scenario(text, source=str(path), toml=path.suffix == ".toml")
     if name_or_path not in builtin_names():
-        raise ScenarioError(
-            f"unknown scenario {name_or_path!r}: built-in ones are {', '.join(builtin_names())}"
-        )
+        known = ", ".join(builtin_names())
+        raise ScenarioError("", "", f"unknown scenario {name_or_path!r}: built-in ones are {known}")
     text = resources.files(__package__).joinpath(f"{name_or_path}.yaml").read_text()
     return parse_scenario(text, source=f"<built-in {name_or_path}>")
 
 
-def parse_scenario(  # noqa: PLR0912, PLR0915 - one branch per key keeps every message specific
-    text: str, *, source: str = "<string>", toml: bool = False
-) -> Scenario:
+def parse_scenario(text: str, *, source: str = "<string>", toml: bool = False) -> Scenario:
     """Parse and validate scenario text; :class:`ScenarioError` names the first problem."""
     try:
         data = tomllib.loads(text) if toml else yaml.safe_load(text)
     # PyYAML raises ValueError for impossible dates (2001-02-30), RecursionError for deep nesting.
     except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
         first_line = str(exc).strip().splitlines()[0]
-        raise ScenarioError(
-            f"{source}: not valid {'TOML' if toml else 'YAML'}: {first_line}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{source}: a scenario is a mapping of keys, got {type(data).__name__}")
-    unknown = sorted(map(str, set(data) - _TOP_KEYS))  # str: YAML keys may be ints
-    if unknown:
-        raise ScenarioError(
-            f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})"
-        )
-    where = source
-
-    def fail(key: str, problem: str) -> ScenarioError:
-        return ScenarioError(f"{where}: {key}: {problem}")
-
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise fail("name", "required, a non-empty string")
-    scenario = Scenario(name=name.strip(), source=source)
-    scenario.description = _string(data.get("description", ""), "description", fail)
-    scenario.duration = _duration(data.get("duration", "30s"), "duration", fail)
-    if scenario.duration <= 0:
-        raise fail("duration", "must be positive")
-    scenario.workers = _int(data.get("workers", 2), "workers", fail, minimum=1, maximum=64)
-    scenario.spawn_rate = _number(data.get("spawn_rate", 10), "spawn_rate", fail, minimum=0.1)
-    users = data.get("users")
-    if not isinstance(users, dict) or not users:
-        raise fail("users", f"required, a mapping of {', '.join(USER_CLASSES)} to counts")
-    for key, count in users.items():
-        if key not in USER_CLASSES:
-            raise fail(f"users.{key}", f"unknown user kind (known: {', '.join(USER_CLASSES)})")
-        scenario.users[key] = _int(count, f"users.{key}", fail, minimum=0, maximum=100_000)
-    if scenario.total_users == 0:
-        raise fail("users", "at least one user kind needs a count above 0")
-    feed = data.get("feed") or {}
-    if not isinstance(feed, dict):
-        raise fail("feed", "a mapping with rate, payload_size, retention")
-    extra = sorted(map(str, set(feed) - {"rate", "payload_size", "retention"}))
-    if extra:
-        raise fail(f"feed.{extra[0]}", "unknown key (known: rate, payload_size, retention)")
-    scenario.feed = FeedShape(
-        rate=_number(feed.get("rate", 20), "feed.rate", fail, minimum=0),
-        payload_size=_size(feed.get("payload_size", 64), "feed.payload_size", fail),
-        retention=_int(feed.get("retention", 10_000), "feed.retention", fail, minimum=1),
-    )
-    if data.get("rate") is not None:
-        scenario.rate = parse_rate(data["rate"], key="rate", fail=fail)
-    scenario.reconnect = _string(data.get("reconnect", scenario.reconnect), "reconnect", fail)
-    thresholds = data.get("thresholds") or []
-    if not isinstance(thresholds, list) or not all(isinstance(t, str) for t in thresholds):
-        raise fail("thresholds", "a list of expressions such as 'ws echo:p99<50ms'")
-    from ..thresholds import ThresholdError, parse_threshold  # noqa: PLC0415 - avoid a cycle
-
-    for index, expression in enumerate(thresholds):
-        try:
-            parse_threshold(expression)
-        except ThresholdError as exc:
-            raise fail(f"thresholds[{index}]", str(exc)) from None
-    scenario.thresholds = list(thresholds)
-    _parse_acting_keys(scenario, data, fail)
-    return scenario
+        problem = f"not valid {'TOML' if toml else 'YAML'}: {first_line}"
+        raise ScenarioError(source, "", problem) from None
+    return Scenario.from_data(data, source=source)
 
 
-def _parse_acting_keys(scenario: Scenario, data: dict[str, Any], fail: Any) -> None:
-    """``replicas``, ``lab`` and ``actions`` (see :mod:`.actions`)."""
-    if data.get("replicas") is not None:
-        scenario.replicas = parse_replicas(data["replicas"], fail)
-    scenario.lab = parse_lab(data.get("lab"), fail)
-    scenario.actions = parse_actions(data.get("actions"), fail, duration=scenario.duration)
-    check_actions(scenario, fail)
-
-
-def check_actions(scenario: Scenario, fail: Any = None) -> None:
-    """Checks that need the scenario as a whole (run again after command-line overrides):
-    every action starts within the run and names a protocol the run uses, and a kill takes
-    at most as many replicas as there are (all of them is allowed: an outage is a scenario).
-    """
-    fail = fail or (lambda key, problem: ScenarioError(f"{scenario.source}: {key}: {problem}"))
-    protocols = scenario.protocols
-    for index, action in enumerate(scenario.actions):
-        if action.at >= scenario.duration:
-            raise fail(
-                f"actions[{index}].at",
-                f"{action.at:g}s is not within the run's duration ({scenario.duration:g}s)",
-            )
-    counts = scenario.replica_counts()
-    for index, action in enumerate(scenario.actions):
-        if action.service != "all" and action.service not in protocols:
-            raise fail(
-                f"actions[{index}].service",
-                f"{action.service!r} has no users in this scenario "
-                f"(it uses {', '.join(protocols)})",
-            )
-        if action.do == "kill":
-            services = protocols if action.service == "all" else [action.service]
-            for service in services:
-                if action.count > counts[service]:
-                    raise fail(
-                        f"actions[{index}].count",
-                        f"kills {action.count} {service} replicas; "
-                        f"the scenario runs {counts[service]}",
-                    )
-
-
-def parse_rate(value: object, *, key: str = "rate", fail: Any = None) -> float:
-    """``500``, ``"500/s"``, ``"30000/m"`` → per second."""
-    fail = fail or (lambda k, problem: ScenarioError(f"{k}: {problem}"))
-    text = str(value).strip().replace(" ", "")
-    per = 1.0
-    if "/" in text:
-        text, unit = text.split("/", 1)
-        per = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}.get(unit, 0.0)
-        if not per:
-            raise fail(key, f"rate unit must be /s, /m or /h, not /{unit}")
-    try:
-        number = float(text)
-    except ValueError:
-        raise fail(key, f"not a rate: {value!r} (examples: 500/s, 200)") from None
-    if not math.isfinite(number) or number <= 0:
-        raise fail(key, "rate must be a positive finite number")
-    return number / per
-
-
-def _string(value: object, key: str, fail: Any) -> str:
-    if not isinstance(value, str):
-        raise fail(key, "must be a string")
-    return value
-
-
-def _duration(value: object, key: str, fail: Any) -> float:
-    try:
-        return parse_duration(str(value))
-    except ValueError as exc:
-        raise fail(key, str(exc)) from None
-
-
-def _size(value: object, key: str, fail: Any) -> int:
-    try:
-        return parse_size(str(value))
-    except ValueError as exc:
-        raise fail(key, str(exc)) from None
-
-
-def _int(value: object, key: str, fail: Any, *, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise fail(key, f"must be a whole number, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise fail(key, f"must be {bound}, got {value}")
-    return value
-
-
-def _number(value: object, key: str, fail: Any, *, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise fail(key, f"must be a number, got {value!r}")
-    if not math.isfinite(value) or value < minimum:  # YAML .nan/.inf are floats too
-        raise fail(key, f"must be a finite number >= {minimum:g}, got {value}")
-    return float(value)
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file, for editors (``wirelab scenarios --schema``)."""
+    schema = Scenario.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

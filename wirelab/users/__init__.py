@@ -27,22 +27,20 @@ tasks: Locust adds a subclass's tasks to its base's, so a class that should run 
 own tasks (calling the operations: ``self.echo()``, ``self.create_item()``...) starts there.
 
 Importing this package registers wirelab's command-line options (:mod:`.options`), the
-open-model plumbing (:mod:`.open_model`) and, when present, wirelab's metrics plugin. The
-user classes load lazily, so a locustfile that uses only SSE never imports gRPC.
+check that every class has a target (:mod:`.preflight`), the open-model plumbing
+(:mod:`.open_model`) and wirelab's metrics plugin. The user classes load lazily, so a
+locustfile that uses only SSE never imports gRPC.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
-from . import open_model, options  # noqa: F401 - register Locust options and listeners
-
-# The metrics plugin records wirelab's own figures from Locust's request events; it is
-# optional until it exists, but once it does, an error inside it must not be hidden.
-if importlib.util.find_spec("wirelab.metrics.plugin") is not None:
-    importlib.import_module("wirelab.metrics.plugin")
+# Imported for what importing does: Locust options, listeners and the metrics plugin, which
+# records wirelab's own figures from Locust's request events.
+from ..metrics import plugin  # noqa: F401
+from . import open_model, options, preflight  # noqa: F401
 
 if TYPE_CHECKING:
     from .grpc import GrpcFeedUser, GrpcUser, GrpcUserBase

@@ -52,21 +52,19 @@ line (visible in ``ps``) or a URL.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import gevent
 from locust import events
 from locust.exception import StopTest
-from locust.runners import MasterRunner, WorkerRunner
 
 from ..protocols import URL_VARIABLES
 from ..reconnect import ReconnectPolicy
-from ..units import parse_size
+
+# parse_rate is handed on: the options that take a rate read it with the one grammar.
+from ..units import parse_rate, parse_size
 
 __all__ = [
     "OPTIONS",
@@ -83,7 +81,6 @@ __all__ = [
 ]
 
 TOKEN_ENV = "WIRELAB_TOKEN"  # noqa: S105 - the name of a variable, not a secret
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,30 +235,6 @@ def split_urls(value: str) -> list[str]:
     return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
 
 
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*$", re.I)
-_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
-_PER |= {"h": 3600.0, "hour": 3600.0}
-
-
-def parse_rate(text: str | float) -> float:
-    """``"500/s"``, ``"3000/m"``, ``"12.5"`` (per second) -> starts per second.
-
-    Raises:
-        ValueError: not a rate; the message gives examples.
-    """
-    if isinstance(text, int | float):
-        value = float(text)
-    else:
-        match = _RATE.match(str(text))
-        if match is None:
-            raise ValueError(f"not a rate: {text!r} (examples: 500/s, 3000/m, 50)")
-        number, unit = match.groups()
-        value = float(number) / _PER[(unit or "s").lower()]
-    if value < 0:
-        raise ValueError(f"rate must be >= 0, got {text!r}")
-    return value
-
-
 def payload_size(environment: Any, fallback: int | None = None) -> int:
     """``--payload-size`` in bytes."""
     text = setting(environment, "payload_size", None if fallback is None else str(fallback))
@@ -367,47 +340,3 @@ def grpc_endpoints(
     if tls and schemes & _GRPC_PLAIN_SCHEMES:
         raise MissingTargetError("--grpc-target: replicas mix grpcs:// (TLS) and plaintext")
     return targets, tls
-
-
-@events.init.add_listener
-def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
-    if runner is not None and not isinstance(runner, WorkerRunner):
-        environment.events.test_start.add_listener(lambda **_: check_targets(environment))
-
-
-def check_targets(environment: Any) -> list[str]:
-    """Before users spawn: every wirelab user class must have a target address (and a TLS
-    setting that can work: a valid ``--tls-insecure``, and ``--ca-file`` for TLS gRPC in
-    insecure mode).
-
-    A missing one is a configuration error: one line per class, exit code 2, and a
-    distributed master stops at once instead of running workers that cannot connect.
-    (Each user would stop the test anyway, with less to say.)
-    """
-    from .tls import TlsConfigError, check_grpc_tls, tls_settings  # noqa: PLC0415 - cycle
-
-    problems = []
-    for user_class in getattr(environment, "user_classes", None) or ():
-        spec = getattr(user_class, "wirelab_target", None)
-        if spec is None:
-            continue
-        dest, attribute, kind = spec
-        class_value = getattr(user_class, attribute, None)
-        host = user_class.host or environment.host
-        try:
-            settings = tls_settings(environment)
-            if kind == "grpc":
-                _, tls = grpc_endpoints(environment, class_value, host)
-                if tls:
-                    check_grpc_tls(settings)
-            else:
-                target_urls(environment, dest, class_value, host, kind)
-        except (MissingTargetError, TlsConfigError) as exc:
-            problems.append(f"{user_class.__name__}: {exc}")
-    if problems:
-        for problem in problems:
-            log.error("%s", problem)
-        environment.process_exit_code = 2
-        if isinstance(environment.runner, MasterRunner):
-            gevent.spawn(environment.runner.quit)
-    return problems

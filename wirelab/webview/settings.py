@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..thresholds import Threshold, ThresholdError, parse_threshold
 
 if TYPE_CHECKING:
-    from ..run import RunPlan
+    from ..plan import RunPlan
 
 __all__ = ["THRESHOLDS_ENV", "live_view_environment", "thresholds_from_environment"]
 
