@@ -24,8 +24,8 @@ from tests.test_metrics_plugin import start_locust
 from wirelab.exitcodes import EXIT_GENERATOR_BOUND, EXIT_OK, EXIT_THRESHOLD_FAILED
 from wirelab.lab.local import local_lab
 from wirelab.metrics.results import load_results
-from wirelab.report.build import build_report
 from wirelab.plan import RunPlan
+from wirelab.report.build import build_report
 from wirelab.scenarios import Scenario
 from wirelab.thresholds import parse_threshold
 

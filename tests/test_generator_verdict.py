@@ -39,9 +39,9 @@ from wirelab.metrics.histogram import LogHistogram
 from wirelab.metrics.lineprotocol import health_point
 from wirelab.metrics.looplag import LoopLag, LoopLagMonitor
 from wirelab.metrics.series import RequestSeries, StreamSeries
+from wirelab.plan import RunPlan
 from wirelab.report.build import build_report
 from wirelab.report.html import CHART_SECTIONS, chart_series
-from wirelab.plan import RunPlan
 from wirelab.scenarios import Scenario, builtin_names, load_scenario
 from wirelab.thresholds import evaluate, parse_threshold
 

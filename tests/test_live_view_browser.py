@@ -28,9 +28,9 @@ import pytest
 
 from tests.browser import Browser
 from tests.test_web_login import wirelab_up_behind_login
+from wirelab.plan import RunPlan
 from wirelab.report.build import build_report
 from wirelab.report.glance import group_thresholds
-from wirelab.plan import RunPlan
 from wirelab.scenarios import load_scenario
 from wirelab.thresholds import parse_threshold
 
