@@ -83,7 +83,9 @@ class RunPlan:
             "WIRELAB_INTERVAL": f"{self.interval_s:g}",
             "WIRELAB_RECONNECT": scenario.reconnect,
             **url_environment(urls),
-            **live_view_environment(self),
+            **live_view_environment(
+                (threshold.expression for threshold in self.thresholds), scenario.thresholds
+            ),
         }
         if scenario.rate is not None:
             env["WIRELAB_RATE"] = f"{scenario.rate:g}/s"

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
 from ..thresholds import Threshold, ThresholdError, parse_threshold
-
-if TYPE_CHECKING:
-    from ..plan import RunPlan
 
 __all__ = ["THRESHOLDS_ENV", "live_view_environment", "thresholds_from_environment"]
 
 THRESHOLDS_ENV = "WIRELAB_THRESHOLDS"
 
 
-def live_view_environment(plan: RunPlan) -> dict[str, str]:
-    """The master's environment for the live view: the plan's thresholds (the scenario's plus
-    ``--threshold``), or the scenario's own when the plan judges none (``wirelab up``)."""
-    expressions = [threshold.expression for threshold in plan.thresholds]
-    if not expressions:
-        expressions = list(plan.scenario.thresholds)
+def live_view_environment(
+    thresholds: Iterable[str], fallback: Iterable[str] = ()
+) -> dict[str, str]:
+    """The master's environment for the live view: the run's threshold expressions (the
+    scenario's plus ``--threshold``), or ``fallback`` — the scenario's own — when the run
+    judges none (``wirelab up``)."""
+    expressions = list(thresholds) or list(fallback)
     return {THRESHOLDS_ENV: json.dumps(expressions)}
 
 
