@@ -23,6 +23,7 @@ import pytest
 from tests.test_metrics_plugin import start_locust
 from wirelab.exitcodes import EXIT_GENERATOR_BOUND, EXIT_OK, EXIT_THRESHOLD_FAILED
 from wirelab.lab.local import local_lab
+from wirelab.locust_command import Headless
 from wirelab.metrics.results import load_results
 from wirelab.plan import RunPlan
 from wirelab.report.build import build_report
@@ -92,7 +93,10 @@ def distributed_run(tmp_path: Path, locustfile_source: str, thresholds: list[str
     ``wirelab run`` reports; returns the plan, the exit code and summary.json."""
     locustfile = tmp_path / "locustfile.py"
     locustfile.write_text(locustfile_source)
-    scenario = Scenario(name="generator-test", duration=DURATION_S, workers=WORKERS)
+    # The users are the locustfile's own; the scenario names the run's shape.
+    scenario = Scenario(
+        name="generator-test", duration=DURATION_S, workers=WORKERS, users={"rest": WORKERS}
+    )
     plan = RunPlan(
         scenario=scenario,
         thresholds=[parse_threshold(text) for text in thresholds],
@@ -103,15 +107,14 @@ def distributed_run(tmp_path: Path, locustfile_source: str, thresholds: list[str
     started = time.monotonic()
     with local_lab(plan.run_dir) as lab:
         lab.start_master(
-            locustfile,
+            [locustfile],
             env=env,
             workers=WORKERS,
-            headless=True,
-            users=WORKERS,  # one user per worker
-            spawn_rate=WORKERS,
-            run_time_s=DURATION_S,
+            worker_wait_s=60,
+            # One user per worker.
+            headless=Headless(users=WORKERS, spawn_rate=WORKERS, run_time_s=DURATION_S),
         )
-        lab.start_workers(locustfile, WORKERS, env=env)
+        lab.start_workers([locustfile], WORKERS, env=env)
         master_code = lab.wait_master(DURATION_S + 90)
         assert master_code == 0, lab.master.log_tail()
     code = build_report(plan, incomplete=[], wall_time_s=time.monotonic() - started)

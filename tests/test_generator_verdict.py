@@ -361,7 +361,7 @@ def test_every_built_in_scenario_gates_on_the_generator() -> None:
 def recorded_run(tmp_path, *, cpu: float, thresholds: list[str]) -> RunPlan:
     """A run dir as the master writes it, from two workers' reports at ``cpu``."""
     plan = RunPlan(
-        scenario=Scenario(name="verdict"),
+        scenario=Scenario(name="verdict", users={"ws": 2}),
         thresholds=[parse_threshold(text) for text in thresholds],
         report_dir=tmp_path,
     )

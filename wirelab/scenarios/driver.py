@@ -108,6 +108,9 @@ class ScenarioDriver:
         if self.started_at is not None:
             return
         self.started_at = time.monotonic()
+        # The loop's timers count from its cached clock, which is as old as the loop's last
+        # turn: a process that blocked for a minute would fire a 30 s action at once.
+        gevent.get_hub().loop.update_now()
         for index, action in enumerate(self.actions):
             self._greenlets.append(gevent.spawn_later(action.at, self._run, index, action))
         if hasattr(self.orchestrator, "events"):
