@@ -62,7 +62,9 @@ class AdminServer:
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
-        self.port = await self.server.start(host, port, backlog=64)
+        # The kernel's most, like the protocol ports: a monitor and an orchestrator poll it
+        # in the middle of the storms that fill the others.
+        self.port = await self.server.start(host, port)
         return self.port
 
     async def close(self) -> None:

@@ -84,10 +84,11 @@ def server_name(slot: int) -> str:
     return f"s{slot + 1}"
 
 
-def default_maxconn() -> int:
-    """As many connections as the file descriptor limit allows: each proxied connection
-    holds two descriptors (client and server side), plus some for checks and listeners."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+def default_maxconn(open_files: int | None = None) -> int:
+    """As many connections as the file descriptor limit allows (``open_files``, default this
+    process's, which HAProxy inherits): each proxied connection holds two descriptors
+    (client and server side), plus some for checks and listeners."""
+    soft = open_files if open_files is not None else resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return max(256, min(50_000, (soft - 200) // 2))
 
 

@@ -37,7 +37,10 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from ..limits import raise_open_files_limit
 from . import open_model, options  # noqa: F401 - register Locust options and listeners
+
+raise_open_files_limit()  # every Locust process of wirelab holds its users' connections
 
 # The metrics plugin records wirelab's own figures from Locust's request events; it is
 # optional until it exists, but once it does, an error inside it must not be hidden.
