@@ -18,6 +18,7 @@ from typing import Any
 from .exitcodes import EXIT_INCOMPLETE, EXIT_OK
 from .exposure import is_loopback
 from .lab.local import LabError, LocalLab, TargetSpec, local_lab
+from .preflight import connections_by_protocol
 from .processes import sigterm_as_interrupt
 from .protocols import url_environment
 from .scenarios import USER_CLASSES, USER_PROTOCOL, Scenario
@@ -178,6 +179,7 @@ def _start_lab(lab: LocalLab, plan: RunPlan) -> tuple[dict[str, str], dict[str, 
             retention=scenario.feed.retention,
             redis_url=plan.redis_url,
             extra_args=plan.target_args,
+            connections=connections_by_protocol(scenario),
         )
         urls.update(lab.start_targets(spec))
     return urls, {}
