@@ -12,9 +12,9 @@ Checked:
 - **source ports**: the connections to one target address and port from one source address
   fit the ephemeral port range;
 - **the lab's targets**: on the one-process lab, each protocol fits in at most
-  ``MAX_REPLICAS`` processes sharing its port; on the replicated lab, each replica's share
-  fits one process, and everything proxied fits HAProxy's one process (two descriptors per
-  connection).
+  ``MAX_REPLICAS`` processes sharing its port; on the replicated lab, everything proxied fits
+  HAProxy's one process (two descriptors per connection), and the gRPC users, who connect to
+  every replica, fit each one.
 """
 
 from __future__ import annotations
@@ -99,29 +99,19 @@ def _replica_problems(
     scenario: Scenario, limits: HostLimits, lab_protocols: Collection[str]
 ) -> list[str]:
     problems = []
-    cap = target_max_connections(limits.open_files)
-    replicas = scenario.replica_counts()
     connections = connections_by_protocol(scenario)
-    for protocol in lab_protocols:
-        count = connections.get(protocol, 0)
-        # A gRPC user balances over every replica, so each replica has all of them.
-        per_replica = count if protocol == "grpc" else math.ceil(count / replicas[protocol])
-        if per_replica <= cap:
-            continue
-        if protocol == "grpc":
-            fix = "lower the gRPC users: each one connects to every replica"
-        else:
-            wanted = math.ceil(count / cap)
-            fix = (
-                f"raise the scenario's replicas for {protocol} to {wanted}"
-                if wanted <= MAX_REPLICAS
-                else "raise the file limit (ulimit -n, systemd LimitNOFILE)"
-            )
+    cap = target_max_connections(limits.open_files)
+    grpc = connections.get("grpc", 0) if "grpc" in lab_protocols else 0
+    if grpc > cap:
+        # A gRPC user balances over every replica itself, so each replica has all of them.
         problems.append(
-            f"{count} {protocol} connections on {replicas[protocol]} replicas need "
-            f"{per_replica} per replica, above the {cap} one target process holds with this "
-            f"machine's file limit of {limits.open_files}: {fix}"
+            f"{grpc} grpc connections on {scenario.replica_counts()['grpc']} replicas need "
+            f"{grpc} per replica, above the {cap} one target process holds with this "
+            f"machine's file limit of {limits.open_files}: lower the gRPC users, since each "
+            "one connects to every replica"
         )
+    # The proxied protocols' replicas share what passes HAProxy's one process, which holds
+    # two descriptors per connection: it is full long before any replica is.
     proxied = sum(connections.get(protocol, 0) for protocol in lab_protocols if protocol in PROXIED)
     maxconn = default_maxconn(limits.open_files)
     if proxied > maxconn:
