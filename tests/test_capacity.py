@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -26,30 +25,9 @@ from wirelab.preflight import capacity_problems
 from wirelab.processes import free_port
 from wirelab.scenarios import Scenario, load_scenario, parse_scenario
 
-HARD = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+from .file_limits import HARD, limited, open_files_of
+
 LIMITS = HostLimits(open_files=20_000, listen_backlog=4096, ephemeral_ports=28_232)
-
-
-#: Sets its file limits, then becomes the command it is given (``argv[3:]``).
-_LIMITED = (
-    "import os, resource, sys\n"
-    "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])))\n"
-    "os.execv(sys.argv[3], sys.argv[3:])\n"
-)
-
-
-def limited(argv: list[str], soft: int, hard: int = HARD) -> list[str]:
-    """``argv`` run with these file limits (lowering the hard limit needs no privilege;
-    raising it back would)."""
-    return [sys.executable, "-c", _LIMITED, str(soft), str(hard), *argv]
-
-
-def open_files_of(pid: int) -> tuple[int, int]:
-    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        if line.startswith("Max open files"):
-            soft, hard = line.split()[3:5]
-            return int(soft), int(hard)
-    raise AssertionError(f"no open-files line for {pid}")
 
 
 def scenario(**data: object) -> Scenario:
