@@ -25,7 +25,7 @@ from wirelab.preflight import capacity_problems
 from wirelab.processes import free_port
 from wirelab.scenarios import Scenario, load_scenario, parse_scenario
 
-from .file_limits import HARD, limited, open_files_of
+from .file_limits import HARD, limited, open_files_of, run_limited
 
 LIMITS = HostLimits(open_files=20_000, listen_backlog=4096, ephemeral_ports=28_232)
 
@@ -198,16 +198,8 @@ def test_a_built_in_scenario_fits_this_kind_of_machine() -> None:
 def test_wirelab_run_beyond_the_file_limit_exits_2_naming_it_before_anything_starts(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "big.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "big", "duration": "10s", "workers": 1, "users": {"sse": 1500},
-    }))  # fmt: skip
-    reports = tmp_path / "reports"
-    command = [sys.executable, "-m", "wirelab", "run", "--scenario", str(path),
-               "--report-dir", str(reports), "--no-progress"]  # fmt: skip
-    result = subprocess.run(
-        limited(command, 1000, 1000), capture_output=True, text=True, timeout=60, check=False
-    )
+    big = {"name": "big", "duration": "10s", "workers": 1, "users": {"sse": 1500}}
+    result, reports = run_limited(tmp_path, big, 1000, 1000, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr == (
         f"wirelab: error: 1500 users on 1 workers need ~{1500 + CLIENT_PROCESS_FDS} file "

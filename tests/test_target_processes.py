@@ -16,14 +16,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import psutil
-import yaml
 from websockets.sync.client import connect as ws_connect
 
 from wirelab.capacity import target_max_connections
@@ -31,7 +28,7 @@ from wirelab.lab.local import LocalLab, TargetSpec
 from wirelab.limits import open_files_limit
 from wirelab.sse_parser import SseParser
 
-from .file_limits import limited
+from .file_limits import run_limited
 
 STREAMS = 24
 EVENTS = 3
@@ -189,18 +186,12 @@ def test_wirelab_run_gives_a_protocol_as_many_processes_as_its_users_need_under_
     """Under a file limit of 1,000 (set on the run), 900 SSE users need two processes on the
     SSE port and the 100 WebSocket users one more, all on one Redis feed; the run holds them
     all with nothing lost."""
-    path = tmp_path / "wide.yaml"
-    path.write_text(yaml.safe_dump({
+    wide = {
         "name": "wide", "duration": "8s", "workers": 2, "spawn_rate": 500,
         "users": {"sse": 900, "ws_feed": 100}, "feed": {"rate": 5},
         "thresholds": ["sse:lost==0", "ws:lost==0", "*:duplicates==0"],
-    }))  # fmt: skip
-    reports = tmp_path / "reports"
-    command = [sys.executable, "-m", "wirelab", "run", "--scenario", str(path),
-               "--report-dir", str(reports), "--no-progress"]  # fmt: skip
-    result = subprocess.run(
-        limited(command, 1000, 1000), capture_output=True, text=True, timeout=120, check=False
-    )
+    }  # fmt: skip
+    result, reports = run_limited(tmp_path, wide, 1000, 1000)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     logs = sorted(p.name for p in (run_dir / "logs").glob("target*.log"))

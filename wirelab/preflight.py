@@ -96,12 +96,11 @@ def _port_problems(scenario: Scenario, limits: HostLimits, source_addresses: int
 
 
 def _replica_problems(
-    scenario: Scenario, limits: HostLimits, lab_protocols: Collection[str]
+    scenario: Scenario, limits: HostLimits, connections: dict[str, int], lab: Collection[str]
 ) -> list[str]:
     problems = []
-    connections = connections_by_protocol(scenario)
     cap = target_max_connections(limits.open_files)
-    grpc = connections.get("grpc", 0) if "grpc" in lab_protocols else 0
+    grpc = connections.get("grpc", 0) if "grpc" in lab else 0
     if grpc > cap:
         # A gRPC user balances over every replica itself, so each replica has all of them.
         problems.append(
@@ -112,7 +111,7 @@ def _replica_problems(
         )
     # The proxied protocols' replicas share what passes HAProxy's one process, which holds
     # two descriptors per connection: it is full long before any replica is.
-    proxied = sum(connections.get(protocol, 0) for protocol in lab_protocols if protocol in PROXIED)
+    proxied = sum(connections.get(protocol, 0) for protocol in lab if protocol in PROXIED)
     maxconn = default_maxconn(limits.open_files)
     if proxied > maxconn:
         problems.append(
@@ -125,13 +124,9 @@ def _replica_problems(
     return problems
 
 
-def _process_problems(
-    scenario: Scenario, limits: HostLimits, lab_protocols: Collection[str]
-) -> list[str]:
+def _process_problems(limits: HostLimits, connections: dict[str, int]) -> list[str]:
     problems = []
-    connections = connections_by_protocol(scenario)
-    for protocol in lab_protocols:
-        count = connections.get(protocol, 0)
+    for protocol, count in connections.items():
         processes = target_processes(count, limits.open_files)
         if processes > MAX_REPLICAS:
             problems.append(
@@ -158,10 +153,12 @@ def capacity_problems(
     """
     problems = _worker_problems(scenario, limits)
     problems += _port_problems(scenario, limits, source_addresses)
+    connections = connections_by_protocol(scenario)
     if scenario.replicated:
-        problems += _replica_problems(scenario, limits, lab_protocols)
+        problems += _replica_problems(scenario, limits, connections, lab_protocols)
     else:
-        problems += _process_problems(scenario, limits, lab_protocols)
+        lab = {p: n for p, n in connections.items() if p in lab_protocols}
+        problems += _process_problems(limits, lab)
     return problems
 
 
