@@ -42,10 +42,6 @@ class Wakeup:
         #: are half of it, so an idle feed does not grow the list every heartbeat).
         self._dead = 0
 
-    @property
-    def fired(self) -> bool:
-        return self._fired
-
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until :meth:`fire` (``True``) or ``timeout`` seconds (``False``)."""
         if self._fired:

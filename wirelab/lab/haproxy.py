@@ -7,10 +7,12 @@ Why HAProxy, and why these settings:
 - **Health checks on ``/readyz``** (``option httpchk``), every 300 ms, down after one failure
   and up after one success: a draining replica answers 503 at once, and the balancer must
   notice within the target's drain delay, before the listener closes. A check may take up
-  to ``timeout check`` (2 s) to be answered: in a reconnect storm the check waits in the
-  replica's accept queue behind thousands of handshakes, and taking that for a dead replica
-  (the interval, 300 ms, is the timeout otherwise) took every replica of a protocol out at
-  once, turning the storm into 503s for everyone (seen at 2,400 clients on two workers).
+  to ``timeout check`` (5 s) to be answered: in a reconnect storm the check waits in the
+  replica's accept queue behind thousands of handshakes, and taking a slow answer for a dead
+  replica (the interval, 300 ms, is the timeout otherwise) took every replica of a protocol
+  out at once, turning the storm into 503s for everyone (seen at 2,400 clients on two
+  workers; 2 s was still too short on a loaded machine). A draining replica's 503 and a dead
+  one's refused connection are still seen at the next check.
 - **``balance leastconn``** for the long-lived streams (SSE, WebSocket): after a drain the
   returning clients go to the emptiest replicas, the newly started one first. REST uses
   ``roundrobin``: its requests are short and uniform.
@@ -119,7 +121,7 @@ def render_config(
         "    timeout server 75s",
         "    timeout tunnel 1h",
         "    timeout http-request 10s",
-        "    timeout check 2s",
+        "    timeout check 5s",
         "    timeout queue 5s",
         "    retries 3",
         "    option redispatch 1",
