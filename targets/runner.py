@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..limits import raise_open_files_limit
 from .base import Target, TargetSettings, drain_targets
+from .collector import tune_collector
 from .feed.base import Feed
 from .feed.memory import MemoryFeed
 from .feed.publisher import Publisher
@@ -81,6 +82,7 @@ async def run_targets(
     for protocol, port in ports.items():
         target_settings = TargetSettings(**{**_as_dict(settings), "port": port})
         targets.append(target_class(protocol)(feed, target_settings))
+    tune_collector()  # every module the targets need is imported by now
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

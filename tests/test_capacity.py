@@ -24,6 +24,7 @@ from wirelab.limits import HostLimits, listen_backlog
 from wirelab.preflight import capacity_problems
 from wirelab.processes import free_port
 from wirelab.scenarios import Scenario, load_scenario, parse_scenario
+from wirelab.targets.collector import GC_THRESHOLDS
 
 from .file_limits import HARD, limited, open_files_of, run_limited
 
@@ -84,6 +85,17 @@ def test_a_target_raises_its_file_limit_and_derives_max_connections_and_backlog_
         figures = first["targets"]["sse"]
         assert figures["max_connections"] == target_max_connections(600)
         assert figures["listen_backlog"] == listen_backlog()
+
+
+def test_a_target_freezes_its_start_up_heap_and_collects_young_objects_in_larger_batches() -> None:
+    """Full collector passes over a heap of thousands of connections stall a target for
+    seconds (see wirelab.targets.collector); a target says in /stats how it is tuned."""
+    admin_port = free_port()
+    with target(["ws", "--port", str(free_port())], admin_port, HARD, HARD) as (_child, first):
+        collector = first["gc"]
+        assert collector["thresholds"] == list(GC_THRESHOLDS)
+        assert collector["frozen"] > 10_000  # modules and classes: never garbage
+        assert len(collector["collections"]) == 3
 
 
 def test_a_target_at_its_file_limit_refuses_new_streams_with_503_and_keeps_serving() -> None:
