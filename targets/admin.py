@@ -9,7 +9,8 @@ told otherwise:
                         draining starts (a load balancer or an orchestrator polls this)
 ``GET /stats``          every target's :meth:`~wirelab.targets.base.Target.stats`, plus the
                         finished 100 ms accept buckets after ``?after=BUCKET`` (the storm's
-                        shape), the pid and the process's ready/draining state
+                        shape), the pid, the process's ready/draining state and its garbage
+                        collector's passes (see :mod:`.collector`)
 ``POST /admin/drain``   the same sequence as SIGTERM (readiness off, drain delay, goodbye to
                         every client, wait for work in flight), then the process exits
 ``POST /admin/drop``    reset every client connection at once and keep serving: the
@@ -32,6 +33,7 @@ import os
 from collections.abc import Callable
 
 from .base import Target
+from .collector import collector_stats
 from .http.messages import HttpError, Request, Response
 from .http.server import HttpServer, Router
 
@@ -62,7 +64,9 @@ class AdminServer:
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
-        self.port = await self.server.start(host, port, backlog=64)
+        # The kernel's most, like the protocol ports: a monitor and an orchestrator poll it
+        # in the middle of the storms that fill the others.
+        self.port = await self.server.start(host, port)
         return self.port
 
     async def close(self) -> None:
@@ -101,6 +105,7 @@ class AdminServer:
             "draining": self.draining,
             "accept_bucket_ms": 100,
             "targets": targets,
+            "gc": collector_stats(),
         }
         return Response.json(body, headers=[("Cache-Control", "no-store")])
 

@@ -8,8 +8,10 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..capacity import target_max_connections
+from ..limits import listen_backlog, open_files_limit
 from .feed.base import Feed, Subscription
 from .test_hooks import LatencyMix, StallPlan
 
@@ -42,10 +44,19 @@ class TargetSettings:
     #: gRPC only: seconds after which the server sends a connection GOAWAY (0: never), so
     #: long-lived clients re-balance over replicas that were added after they connected.
     grpc_max_connection_age: float = 0.0
-    #: Connections (gRPC: concurrent calls) one process holds before it refuses new ones
-    #: with a clear "try later" (HTTP 503 + Retry-After, WS close 1013, RESOURCE_EXHAUSTED)
-    #: instead of running out of file descriptors or memory.
-    max_connections: int = 10_000
+    #: Connections (gRPC: connections, and concurrent calls) one process holds before it
+    #: refuses new ones with a clear "try later" (HTTP 503 + Retry-After, WS close 1013,
+    #: RESOURCE_EXHAUSTED) instead of running out of file descriptors or memory. 0: derived
+    #: from the process's file limit (:func:`wirelab.capacity.target_max_connections`).
+    max_connections: int = 0
+    #: Accept queue of the protocol listeners. 0: the kernel's most (``net.core.somaxconn``),
+    #: so a reconnect storm queues in the kernel instead of being dropped and retried.
+    listen_backlog: int = 0
+    #: ``SO_REUSEPORT`` on the protocol listeners: several processes serve one port and the
+    #: kernel spreads new connections over them (how the lab holds more connections than one
+    #: process's file limit allows). Off by default: two targets must never share a port by
+    #: accident.
+    reuse_port: bool = False
     #: A request's headers must arrive within this (slowloris).
     header_timeout: float = 10.0
     #: A stream whose client leaves the send buffer full this long is cut (slow consumer):
@@ -63,6 +74,17 @@ class TargetSettings:
     #: periodic stalls, against which the load side's figures are judged. Off by default.
     test_latency: LatencyMix | None = None
     test_stall: StallPlan | None = None
+
+    def for_this_host(self) -> TargetSettings:
+        """A copy with the host-derived settings (0) resolved: ``max_connections`` from this
+        process's file limit now (the runner raises it first), ``listen_backlog`` from
+        ``net.core.somaxconn``. Each protocol of a process may hold ``max_connections``; the
+        lab gives protocols processes of their own when together they would not fit one."""
+        return replace(
+            self,
+            max_connections=self.max_connections or target_max_connections(open_files_limit()),
+            listen_backlog=self.listen_backlog or listen_backlog(),
+        )
 
     def reconnect_hint_ms(self) -> int:
         """A jittered reconnect delay for a client that is being sent away."""
@@ -122,7 +144,7 @@ class Target(ABC):
 
     def __init__(self, feed: Feed, settings: TargetSettings) -> None:
         self.feed = feed
-        self.settings = settings
+        self.settings = settings.for_this_host()
         self.port = 0
         self.started = False
         self.draining = False
@@ -176,6 +198,8 @@ class Target(ABC):
             "draining": self.draining,
             "drops": self.drops,
             "feed_head": self.feed.head,
+            "max_connections": self.settings.max_connections,
+            "listen_backlog": self.settings.listen_backlog,
         }
 
     def open_subscription(self, since: int | None) -> Subscription:

@@ -452,8 +452,17 @@ def server_options(settings: TargetSettings) -> list[tuple[str, int]]:
         # NAT entry dropped) are closed within a minute instead of two hours.
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
-        # Two targets must never share a port by accident: the second one fails to start.
-        ("grpc.so_reuseport", 0),
+        # Two targets must never share a port by accident: the second one fails to start,
+        # unless sharing is asked for (the lab's processes of one protocol on one port).
+        ("grpc.so_reuseport", int(settings.reuse_port)),
+        # Connections beyond what the file limit allows are closed at accept: clients see
+        # UNAVAILABLE and retry, instead of the process failing with EMFILE. (Core sizes
+        # the listen backlog itself, from net.core.somaxconn.)
+        *(
+            [("grpc.max_allowed_incoming_connections", settings.max_connections)]
+            if settings.max_connections > 0
+            else []
+        ),
     ]
 
 

@@ -7,10 +7,13 @@ import logging
 import signal
 from dataclasses import dataclass
 
+from ..limits import raise_open_files_limit
 from .base import Target, TargetSettings, drain_targets
+from .collector import tune_collector
 from .feed.base import Feed
 from .feed.memory import MemoryFeed
 from .feed.publisher import Publisher
+from .feed.wakeup import WAKE_SLICE
 from .registry import target_class
 
 log = logging.getLogger("wirelab.targets")
@@ -31,6 +34,8 @@ class FeedSettings:
     retention: int = 10_000
     #: TEST HOOK: seqs never handed to clients (see ``Feed.skip_seqs``).
     skip_seqs: frozenset[int] = frozenset()
+    #: Streams woken per event-loop turn when the feed moves (see :mod:`.feed.wakeup`).
+    wake_slice: int = WAKE_SLICE
 
 
 def build_feed(settings: FeedSettings) -> Feed:
@@ -66,14 +71,18 @@ async def run_targets(
 ) -> int:
     """Serve each protocol of ``ports`` until SIGTERM/SIGINT (or an admin drain);
     returns the exit status."""
+    # Before any listener: every target sizes its connection limit from the raised one.
+    raise_open_files_limit()
     feed = build_feed(feed_settings)
     feed.skip_seqs = feed_settings.skip_seqs
+    feed.wake_slice = feed_settings.wake_slice
     await feed.start()
     publisher = Publisher(feed, rate=feed_settings.rate, payload_size=feed_settings.payload_size)
     targets: list[Target] = []
     for protocol, port in ports.items():
         target_settings = TargetSettings(**{**_as_dict(settings), "port": port})
         targets.append(target_class(protocol)(feed, target_settings))
+    tune_collector()  # every module the targets need is imported by now
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -120,6 +120,10 @@ class WebSocketTarget(Target):
             close_timeout=CLOSE_TIMEOUT_S,
             logger=_library_log,
             ssl=server_ssl_context(self.settings.tls_cert, self.settings.tls_key),
+            # Passed on to loop.create_server: the default backlog there is 100, which a
+            # reconnect storm overflows in a millisecond.
+            backlog=self.settings.listen_backlog,
+            reuse_port=self.settings.reuse_port or None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port

@@ -34,6 +34,7 @@ from .run_options import (
     add_run_arguments,
     request_from_args,
 )
+from .targets.feed.wakeup import WAKE_SLICE
 from .units import parse_duration, parse_rate, parse_size
 
 
@@ -142,9 +143,30 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     behaviour.add_argument(
         "--max-connections",
         type=int,
-        default=10_000,
-        help="connections (gRPC: concurrent calls) per process before new ones are refused "
-        "with 503 + Retry-After, WS close 1013 or RESOURCE_EXHAUSTED, instead of falling over",
+        default=0,
+        help="connections (gRPC: and concurrent calls) per process before new ones are refused "
+        "with 503 + Retry-After, WS close 1013 or RESOURCE_EXHAUSTED, instead of falling over "
+        "(default 0: what the process's file limit allows, after raising it)",
+    )
+    behaviour.add_argument(
+        "--listen-backlog",
+        type=int,
+        default=0,
+        help="accept queue of each listener (default 0: the kernel's most, net.core.somaxconn), "
+        "so a reconnect storm waits in the kernel instead of being dropped",
+    )
+    behaviour.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="SO_REUSEPORT: several processes serve the same ports and the kernel spreads "
+        "connections over them (share the feed with --redis-url)",
+    )
+    behaviour.add_argument(
+        "--wake-slice",
+        type=int,
+        default=WAKE_SLICE,
+        help=f"streams woken per event-loop turn when the feed moves (default {WAKE_SLICE}; "
+        "0: all in one turn), so fan-out never keeps new connections waiting",
     )
     behaviour.add_argument(
         "--header-timeout",
@@ -369,6 +391,8 @@ def _serve_targets(args: argparse.Namespace) -> int:
         retry_jitter_ms=args.retry_jitter_ms,
         max_message_bytes=args.max_message_bytes,
         max_connections=args.max_connections,
+        listen_backlog=args.listen_backlog,
+        reuse_port=args.reuse_port,
         header_timeout=args.header_timeout,
         send_stall_timeout=args.send_stall_timeout,
         socket_send_buffer=args.socket_send_buffer,
@@ -386,6 +410,7 @@ def _serve_targets(args: argparse.Namespace) -> int:
         payload_size=args.payload_size,
         retention=args.retention,
         skip_seqs=_parse_seqs(args.test_skip_seq),
+        wake_slice=args.wake_slice,
     )
     if args.admin_port is not None and not 0 <= args.admin_port <= 65535:
         raise UsageError(f"--admin-port {args.admin_port} is not a port number")
@@ -401,8 +426,10 @@ def _serve_targets(args: argparse.Namespace) -> int:
         )
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
-    if args.max_connections < 1:
-        raise UsageError(f"--max-connections must be at least 1, got {args.max_connections}")
+    for option in ("max_connections", "listen_backlog", "wake_slice"):
+        if getattr(args, option) < 0:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} must be 0 or more, got {getattr(args, option)}")
     admin = AdminSettings(port=args.admin_port, host=args.admin_host)
     return serve(ports, settings, feed, admin)
 

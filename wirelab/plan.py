@@ -23,6 +23,7 @@ from pathlib import Path
 from .exitcodes import UsageError
 from .locust_command import Headless
 from .metrics.sinks import validate_sink_url
+from .preflight import check_run_capacity
 from .protocols import target_urls, url_environment
 from .run_locustfile import LocustfileError, check_locustfile, python_path
 from .run_options import DEFAULT_WORKER_WAIT_S, RunRequest
@@ -146,12 +147,23 @@ def check_plan_locustfile(plan: RunPlan) -> None:
         raise PlanError(f"--locustfile {plan.locustfile}: {exc}") from None
 
 
+def check_capacity(plan: RunPlan) -> None:
+    """The users fit this machine: file limits, source ports, the lab's target processes
+    (:mod:`wirelab.preflight`). On a cluster each pod is its own machine: not checked here."""
+    if not plan.lab_targets:
+        return
+    problems = check_run_capacity(plan.scenario, plan.target_urls)
+    if problems:
+        raise PlanError(problems[0])
+
+
 #: Checks of a whole plan, in order; each raises :class:`PlanError`. Checks of the scenario
 #: alone belong in its schema (:mod:`wirelab.scenarios`), which overrides pass through too.
 PLAN_CHECKS: list[Callable[[RunPlan], None]] = [
     check_target_urls,
     check_sinks,
     check_plan_locustfile,
+    check_capacity,
 ]
 
 

@@ -19,6 +19,7 @@ from .exposure import is_loopback
 from .lab.local import LabError, LocalLab, TargetSpec, local_lab
 from .locust_command import master_problems
 from .plan import RunPlan
+from .preflight import connections_by_protocol
 from .processes import sigterm_as_interrupt
 from .report.build import build_report
 from .report.progress import Progress
@@ -39,6 +40,7 @@ def _start_lab(lab: LocalLab, plan: RunPlan) -> tuple[dict[str, str], dict[str, 
         retention=scenario.feed.retention,
         redis_url=plan.redis_url,
         extra_args=plan.target_args,
+        connections=connections_by_protocol(scenario),
     )
     if not scenario.replicated:
         urls.update(lab.start_targets(spec))

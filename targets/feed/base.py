@@ -8,7 +8,9 @@ lives (this process, or a Redis stream shared by all replicas).
 Fan-out is a shared ring plus one wake-up signal, not a queue per subscriber: a new event
 costs O(1) to publish however many clients are connected, and a subscriber is just a
 cursor. A subscriber that falls behind the ring reads from the log instead, so a slow
-client costs no memory; past the log's retention it gets an explicit :class:`Reset`.
+client costs no memory; past the log's retention it gets an explicit :class:`Reset`. The
+signal wakes subscribers a slice per loop turn (:mod:`.wakeup`), so fan-out to many
+streams never keeps the replica from accepting and answering new connections.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .event import Event, Reset
+from .wakeup import WAKE_SLICE, Wakeup
 
 #: Largest page one read returns; larger replays take several reads.
 MAX_PAGE = 1000
@@ -50,15 +53,24 @@ class Page:
 class Feed(ABC):
     """A replica's view of the event feed. Subclasses own the authoritative log."""
 
-    def __init__(self, *, cache_size: int = 10_000) -> None:
+    def __init__(self, *, cache_size: int = 10_000, wake_slice: int = WAKE_SLICE) -> None:
         self._ring: deque[Event] = deque(maxlen=cache_size)
-        self._changed = asyncio.Event()
+        self._changed = Wakeup(wake_slice)
         #: Latest seq known on this replica (0 before the first event).
         self.head = 0
         #: TEST HOOK: seqs this replica never hands to clients, as a buggy server would.
         #: The log stays whole; only what clients receive has a hole. Tests and the gap
         #: detection demo use it (``--test-skip-seq``); it is empty in normal runs.
         self.skip_seqs: frozenset[int] = frozenset()
+
+    @property
+    def wake_slice(self) -> int:
+        """Subscribers woken per loop turn when the feed moves (0: all in one turn)."""
+        return self._changed.slice_size
+
+    @wake_slice.setter
+    def wake_slice(self, size: int) -> None:
+        self._changed.slice_size = size
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -101,20 +113,18 @@ class Feed(ABC):
 
     def notify(self) -> None:
         """Wake every waiter so it re-checks the head and its own state."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        changed, self._changed = self._changed, Wakeup(self._changed.slice_size)
+        changed.fire()
 
     async def wait_beyond(self, seq: int, timeout: float | None = None) -> bool:
         """Wait until the feed's head passes ``seq``; ``False`` on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while self.head <= seq:
-            signal = self._changed
-            try:
-                if timeout is None:
-                    await signal.wait()
-                else:
-                    await asyncio.wait_for(signal.wait(), timeout)
-            except TimeoutError:
-                return self.head > seq
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            await self._changed.wait(remaining)
         return True
 
     async def read(self, since: int, limit: int = MAX_PAGE) -> Page:
@@ -186,15 +196,10 @@ class Subscription:
                 self.cursor = page.cursor
                 if batch:
                     return batch
-            signal = feed._changed
             if deadline is None:
-                await signal.wait()
+                await feed._changed.wait()
                 continue
             remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return []
-            try:
-                await asyncio.wait_for(signal.wait(), remaining)
-            except TimeoutError:
+            if remaining <= 0 or not await feed._changed.wait(remaining):
                 return []
         return []

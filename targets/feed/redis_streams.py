@@ -24,6 +24,11 @@ from .event import Event, Reset, now_us
 
 log = logging.getLogger(__name__)
 
+#: Redis connections one replica opens for publishing and replay reads. A storm of resumes
+#: whose points are older than the local cache reads the log all at once: bounded, they
+#: queue for a connection instead of each opening one (a descriptor, and a Redis client).
+REDIS_POOL_SIZE = 16
+
 #: Compare-and-extend: only the lease holder may extend its lease.
 _RENEW_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -75,7 +80,8 @@ class RedisFeed(Feed):
         return self._redis
 
     async def start(self) -> None:
-        self._redis = aioredis.from_url(self.url)
+        pool = aioredis.BlockingConnectionPool.from_url(self.url, max_connections=REDIS_POOL_SIZE)
+        self._redis = aioredis.Redis.from_pool(pool)
         # XREAD BLOCK holds its connection; a separate client keeps it off the pool that
         # serves replay reads and publishes.
         self._tail_redis = aioredis.from_url(self.url)

@@ -27,6 +27,7 @@ from http import HTTPStatus
 
 import httptools
 
+from ...limits import listen_backlog
 from .messages import HttpError, Request, Response, StreamResponse
 
 log = logging.getLogger(__name__)
@@ -187,17 +188,25 @@ class HttpServer:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(
-        self, host: str, port: int, *, backlog: int = 2048, ssl: object | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        backlog: int = 0,
+        ssl: object | None = None,
+        reuse_port: bool = False,
     ) -> int:
-        """Listen on ``host:port`` (port 0 picks one; ``ssl``: an SSLContext for HTTPS);
-        returns the bound port."""
+        """Listen on ``host:port`` (port 0 picks one; ``ssl``: an SSLContext for HTTPS;
+        ``backlog`` 0: the kernel's most; ``reuse_port``: share the port with other
+        processes, ``SO_REUSEPORT``); returns the bound port."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: HttpConnection(self),
             host,
             port,
-            backlog=backlog,
+            backlog=backlog or listen_backlog(),
             reuse_address=True,
+            reuse_port=reuse_port or None,
             ssl=ssl,  # type: ignore[arg-type]
         )
         self._sweeper = asyncio.create_task(self._sweep(), name=f"{self.name} sweeper")

@@ -40,7 +40,14 @@ class HttpTarget(Target):
 
     async def start(self) -> int:
         tls = server_ssl_context(self.settings.tls_cert, self.settings.tls_key)
-        self.port = await self.server.start(self.settings.host, self.settings.port, ssl=tls)
+        settings = self.settings
+        self.port = await self.server.start(
+            settings.host,
+            settings.port,
+            ssl=tls,
+            backlog=settings.listen_backlog,
+            reuse_port=settings.reuse_port,
+        )
         return self.port
 
     def mark_draining(self) -> None:

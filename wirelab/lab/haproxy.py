@@ -6,7 +6,13 @@ Why HAProxy, and why these settings:
   per protocol (``--sse-url http://127.0.0.1:P``) exactly as behind a production balancer.
 - **Health checks on ``/readyz``** (``option httpchk``), every 300 ms, down after one failure
   and up after one success: a draining replica answers 503 at once, and the balancer must
-  notice within the target's drain delay, before the listener closes.
+  notice within the target's drain delay, before the listener closes. A check may take up
+  to ``timeout check`` (5 s) to be answered: in a reconnect storm the check waits in the
+  replica's accept queue behind thousands of handshakes, and taking a slow answer for a dead
+  replica (the interval, 300 ms, is the timeout otherwise) took every replica of a protocol
+  out at once, turning the storm into 503s for everyone (seen at 2,400 clients on two
+  workers; 2 s was still too short on a loaded machine). A draining replica's 503 and a dead
+  one's refused connection are still seen at the next check.
 - **``balance leastconn``** for the long-lived streams (SSE, WebSocket): after a drain the
   returning clients go to the emptiest replicas, the newly started one first. REST uses
   ``roundrobin``: its requests are short and uniform.
@@ -84,10 +90,11 @@ def server_name(slot: int) -> str:
     return f"s{slot + 1}"
 
 
-def default_maxconn() -> int:
-    """As many connections as the file descriptor limit allows: each proxied connection
-    holds two descriptors (client and server side), plus some for checks and listeners."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+def default_maxconn(open_files: int | None = None) -> int:
+    """As many connections as the file descriptor limit allows (``open_files``, default this
+    process's, which HAProxy inherits): each proxied connection holds two descriptors
+    (client and server side), plus some for checks and listeners."""
+    soft = open_files if open_files is not None else resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return max(256, min(50_000, (soft - 200) // 2))
 
 
@@ -114,6 +121,7 @@ def render_config(
         "    timeout server 75s",
         "    timeout tunnel 1h",
         "    timeout http-request 10s",
+        "    timeout check 5s",
         "    timeout queue 5s",
         "    retries 3",
         "    option redispatch 1",

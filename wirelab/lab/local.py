@@ -2,11 +2,22 @@
 
 Every process is started in its own process group through :class:`ManagedProcess` and
 stopped by pid when the lab closes, whatever happened in between (Ctrl-C included).
+
+The lab's own targets run in as many processes as the run's connections need
+(:func:`wirelab.capacity.target_process_plan`): one process for every protocol while they
+fit one file limit, as the lab always ran; beyond that, each protocol in processes of its
+own that share the protocol's port (``SO_REUSEPORT``: the kernel spreads new connections
+over them) and one feed in a redis-server, so a client that reconnects onto another process
+resumes where it left off. Each of those processes has an admin port (``/stats``,
+``/admin/drop``, see :mod:`wirelab.targets.admin`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -15,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..capacity import target_process_plan
+from ..limits import open_files_limit
 from ..locust_command import Headless, WebUi, master_argv, worker_argv
-from ..probes import target_ready
+from ..probes import http_ready, target_ready
 from ..processes import ManagedProcess, free_port, free_ports
 from ..protocols import PROTOCOL_ORDER, target_urls
 
@@ -37,6 +50,30 @@ class TargetSpec:
     retention: int = 10_000
     redis_url: str | None = None
     extra_args: list[str] = field(default_factory=list)
+    #: Client connections per protocol (the scenario's users): how many processes serve each.
+    #: Empty: one process for every protocol.
+    connections: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TargetProcess:
+    """One of the lab's target processes: what it serves and where its admin port is."""
+
+    protocols: tuple[str, ...]
+    process: ManagedProcess
+    #: ``None`` for the lab's single process, which needs no admin port.
+    admin_port: int | None = None
+
+    @property
+    def admin_url(self) -> str | None:
+        return None if self.admin_port is None else f"http://{HOST}:{self.admin_port}"
+
+    def ready(self, ports: dict[str, int]) -> bool:
+        """Its admin port says ready (when it has one), and so does each of its protocols'
+        ports; with a shared port that may be a sibling answering, hence the admin port."""
+        if self.admin_port is not None and not http_ready(HOST, self.admin_port):
+            return False
+        return all(target_ready(HOST, name, ports[name]) for name in self.protocols)
 
 
 class LocalLab:
@@ -45,7 +82,12 @@ class LocalLab:
     def __init__(self, run_dir: Path, *, python: str = sys.executable) -> None:
         self.run_dir = run_dir
         self.python = python
-        self.targets: ManagedProcess | None = None
+        #: The lab's own target processes (several per protocol when the run needs them).
+        self.target_processes: list[TargetProcess] = []
+        #: The redis-server of the shared feed, when the lab started one for its targets.
+        self.redis: ManagedProcess | None = None
+        #: Bearer token of the target processes' admin ports (``WIRELAB_ADMIN_TOKEN``).
+        self.admin_token = secrets.token_urlsafe(24)
         #: The replicated lab (replicas, Redis, HAProxy) and its control API, when used.
         self.replica_lab: Any = None
         self.control: Any = None
@@ -57,9 +99,52 @@ class LocalLab:
     # -- targets ---------------------------------------------------------------------
 
     def start_targets(self, spec: TargetSpec, *, ready_timeout: float = 30.0) -> dict[str, str]:
-        """Serve ``spec.protocols`` from one process sharing one feed; returns their URLs."""
+        """Serve ``spec.protocols`` from as many processes as ``spec.connections`` need, all
+        sharing one feed; returns their URLs (one per protocol, whatever the processes)."""
         protocols = [name for name in PROTOCOL_ORDER if name in spec.protocols]
         ports = dict(zip(protocols, free_ports(len(protocols), HOST), strict=True))
+        plan = target_process_plan(spec.connections, protocols, open_files_limit())
+        redis_url = spec.redis_url
+        if len(plan) > 1 and not redis_url:
+            from .replicas import ReplicaError, start_redis  # noqa: PLC0415 - only when shared
+
+            try:
+                self.redis, redis_url = start_redis(self.run_dir / "redis")
+            except ReplicaError as exc:
+                raise LabError(str(exc)) from None
+        shared = {name for name in protocols if sum(name in group for group in plan) > 1}
+        for index, group in enumerate(plan):
+            argv = self._target_argv(spec, group, ports, redis_url)
+            admin_port = None
+            if len(plan) > 1:
+                admin_port = free_port(HOST)
+                argv += ["--admin-port", str(admin_port)]
+                if shared.intersection(group):
+                    argv.append("--reuse-port")
+            name = "targets" if len(plan) == 1 else f"target-{'-'.join(group)}-{index + 1}"
+            process = ManagedProcess(
+                argv,
+                name=name,
+                env=_child_env({"WIRELAB_ADMIN_TOKEN": self.admin_token}),
+                log_path=self.run_dir / "logs" / f"{name}.log",
+            ).start()
+            self.target_processes.append(TargetProcess(group, process, admin_port))
+        for target in self.target_processes:
+            try:
+                target.process.wait_ready(lambda t=target: t.ready(ports), timeout=ready_timeout)
+            except RuntimeError as exc:
+                raise LabError(
+                    f"targets did not become ready: {str(exc).splitlines()[0]}"
+                ) from None
+        return target_urls(HOST, ports)
+
+    def _target_argv(
+        self,
+        spec: TargetSpec,
+        protocols: tuple[str, ...],
+        ports: dict[str, int],
+        redis_url: str | None,
+    ) -> list[str]:
         argv = [
             self.python,
             "-m",
@@ -70,7 +155,7 @@ class LocalLab:
             "--host",
             HOST,
             "--ports",
-            ",".join(f"{name}={port}" for name, port in ports.items()),
+            ",".join(f"{name}={ports[name]}" for name in protocols),
             "--rate",
             f"{spec.rate:g}",
             "--payload-size",
@@ -79,19 +164,9 @@ class LocalLab:
             str(spec.retention),
             *spec.extra_args,
         ]
-        if spec.redis_url:
-            argv += ["--redis-url", spec.redis_url]
-        self.targets = ManagedProcess(
-            argv, name="targets", log_path=self.run_dir / "logs" / "targets.log"
-        ).start()
-        try:
-            self.targets.wait_ready(
-                lambda: all(target_ready(HOST, name, port) for name, port in ports.items()),
-                timeout=ready_timeout,
-            )
-        except RuntimeError as exc:
-            raise LabError(f"targets did not become ready: {str(exc).splitlines()[0]}") from None
-        return target_urls(HOST, ports)
+        if redis_url:
+            argv += ["--redis-url", redis_url]
+        return argv
 
     def start_replicas(
         self,
@@ -218,8 +293,13 @@ class LocalLab:
             self.control.close()
         if self.replica_lab is not None:
             self.replica_lab.close()
-        if self.targets is not None:
-            self.targets.stop(grace=15)
+        for target in self.target_processes:  # all drain at once, then each is waited for
+            with contextlib.suppress(RuntimeError):  # already gone
+                target.process.signal(signal.SIGTERM)
+        for target in self.target_processes:
+            target.process.stop(grace=15)
+        if self.redis is not None:
+            self.redis.stop(grace=5)
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:

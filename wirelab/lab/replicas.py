@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..limits import ephemeral_range
 from ..probes import target_ready
 from ..processes import ManagedProcess
 from ..protocols import PROTOCOL_ORDER
@@ -60,14 +61,6 @@ PROXIED = ("rest", "sse", "ws")
 
 class ReplicaError(RuntimeError):
     """A replica did not start, become ready or stop as asked."""
-
-
-def ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
 
 
 def reserve_ports(count: int, *, host: str = HOST, rng: random.Random | None = None) -> list[int]:
@@ -96,6 +89,34 @@ def reserve_ports(count: int, *, host: str = HOST, rng: random.Random | None = N
                 continue
         ports.append(candidate)
     return ports
+
+
+def start_redis(workdir: Path) -> tuple[ManagedProcess, str]:
+    """Start a redis-server for the lab's shared feed in ``workdir``; the running process
+    (the caller stops it) and its URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (port,) = reserve_ports(1)
+    argv = [
+        _binary("redis-server"),
+        # No config file: the machine's /etc/redis/redis.conf must not leak in.
+        "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+        "--dir", str(workdir), "--daemonize", "no",
+        # Replicas' clients come and go with every restart: no limit surprises.
+        "--maxclients", "10000",
+    ]  # fmt: skip
+    redis = ManagedProcess(argv, name="redis-server", log_path=workdir / "redis.log")
+    redis.start()
+
+    def answers() -> bool:
+        with socket.create_connection((HOST, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    try:
+        redis.wait_ready(answers, timeout=15)
+    except RuntimeError as exc:
+        raise ReplicaError(f"redis-server did not start: {str(exc).splitlines()[0]}") from None
+    return redis, f"redis://{HOST}:{port}/0"
 
 
 @dataclass(slots=True)
@@ -431,30 +452,8 @@ class ReplicaLab:
         return self.urls()
 
     def _start_redis(self) -> str:
-        workdir = self.run_dir / "redis"
-        workdir.mkdir(parents=True, exist_ok=True)
-        (port,) = reserve_ports(1)
-        argv = [
-            _binary("redis-server"),
-            # No config file: the machine's /etc/redis/redis.conf must not leak in.
-            "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-            "--dir", str(workdir), "--daemonize", "no",
-            # Replicas' clients come and go with every restart: no limit surprises.
-            "--maxclients", "10000",
-        ]  # fmt: skip
-        self.redis = ManagedProcess(argv, name="redis-server", log_path=workdir / "redis.log")
-        self.redis.start()
-
-        def answers() -> bool:
-            with socket.create_connection((HOST, port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-
-        try:
-            self.redis.wait_ready(answers, timeout=15)
-        except RuntimeError as exc:
-            raise ReplicaError(f"redis-server did not start: {str(exc).splitlines()[0]}") from None
-        return f"redis://{HOST}:{port}/0"
+        self.redis, url = start_redis(self.run_dir / "redis")
+        return url
 
     def close(self) -> None:
         """Stop every replica (draining ones included), HAProxy and Redis."""

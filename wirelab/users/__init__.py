@@ -37,10 +37,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..limits import raise_open_files_limit
+
 # Imported for what importing does: Locust options, listeners and the metrics plugin, which
 # records wirelab's own figures from Locust's request events.
 from ..metrics import plugin  # noqa: F401
 from . import open_model, options, preflight  # noqa: F401
+
+raise_open_files_limit()  # every Locust process of wirelab holds its users' connections
 
 if TYPE_CHECKING:
     from .grpc import GrpcFeedUser, GrpcUser, GrpcUserBase
