@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from wirelab.exitcodes import EXIT_GENERATOR_BOUND, EXIT_OK
 from wirelab.metrics.results import load_results
 
 USERS = {"ws_feed": 800, "sse": 1600}
@@ -54,7 +55,9 @@ def test_thousands_of_streams_dropped_at_once_resume_with_nothing_lost_and_no_fa
     log = result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert result.returncode == 0, log
+    # Thresholds held; 2,400 streams and their storm on two shared cores may also leave the
+    # generator bound (exit 4): the verdict's business, not this test's.
+    assert result.returncode in (EXIT_OK, EXIT_GENERATOR_BOUND), log
     assert summary["workers"]["lost"] == [], summary["workers"]
 
     streams = {row["protocol"]: row for row in summary["streams"]}

