@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 import gevent
 import grpc
+import grpc._common as grpc_common
 import grpc.experimental.gevent as grpc_gevent
 import locust  # noqa: F401 - gevent's monkey patching must come before init_gevent
 from gevent.queue import Queue
@@ -45,14 +46,27 @@ from locust import User, between, task
 
 from ..targets.proto import wirelab_pb2 as pb
 from ..targets.proto import wirelab_pb2_grpc as pb_grpc
+from .grpc_channels import ChannelLease, channel_pool
 from .open_model import OpenModelUser, report
-from .options import grpc_endpoints, payload_size, stop_test_on_bad_config, token
+from .options import (
+    grpc_endpoints,
+    grpc_streams_per_channel,
+    payload_size,
+    stop_test_on_bad_config,
+    token,
+)
 from .stream import StreamEndedError, StreamSession, run_stream_user
 from .tls import grpc_credentials, tls_settings
 
 __all__ = ["GrpcFeedUser", "GrpcUser", "GrpcUserBase", "channel_target"]
 
 grpc_gevent.init_gevent()
+# grpcio wakes every waiting call every 0.1 s, so that a main thread blocked on a lock can
+# run signal handlers (grpc/grpc#19464). Under gevent a waiting call is a parked greenlet,
+# signals are the hub's, and the wake-ups are pure cost: 2,000 idle streams spent 41% of a
+# core on them. Waits still end at once when their call has news; this only bounds a wait
+# on news that never comes.
+grpc_common.MAXIMUM_WAIT_TIMEOUT = 60.0
 
 #: Ends the request iterator of a Chat stream (the client half-closes).
 _END = object()
@@ -136,6 +150,10 @@ class GrpcUserBase(OpenModelUser, User):
     #: appear at addresses the channel already holds (the local lab's prepared slots): a
     #: new replica is found within this time.
     max_reconnect_backoff_ms: ClassVar[int] = 5_000
+    #: Users sharing one channel (HTTP/2 connection); 1 gives every user its own channel and
+    #: TCP connection. ``None``: ``--grpc-streams-per-channel`` (default 100); see
+    #: :mod:`wirelab.users.grpc_channels`.
+    streams_per_channel: ClassVar[int | None] = None
 
     _user_counter: ClassVar[int] = 0
 
@@ -145,6 +163,9 @@ class GrpcUserBase(OpenModelUser, User):
             targets, tls = grpc_endpoints(environment, self.grpc_target, self.host)
             #: TLS channel credentials, or ``None`` for a plaintext channel.
             self.credentials = grpc_credentials(tls_settings(environment)) if tls else None
+            self._streams_per_channel = grpc_streams_per_channel(
+                environment, self.streams_per_channel
+            )
         GrpcUserBase._user_counter += 1
         self.target, extra = channel_target(targets, GrpcUserBase._user_counter, self.lb_policy)
         backoff = ("grpc.max_reconnect_backoff_ms", self.max_reconnect_backoff_ms)
@@ -164,6 +185,7 @@ class GrpcUserBase(OpenModelUser, User):
         bearer = token()
         self.metadata = (("authorization", f"Bearer {bearer}"),) if bearer else ()
         self.channel: grpc.Channel | None = None
+        self._lease: ChannelLease | None = None
         self.stub: pb_grpc.LabStub | None = None
         self._ids = itertools.count(1)
         self._subscriber: gevent.Greenlet | None = None
@@ -176,12 +198,10 @@ class GrpcUserBase(OpenModelUser, User):
     _feed_in_user_greenlet: ClassVar[bool] = False
 
     def on_start(self) -> None:
-        if self.credentials is None:
-            self.channel = grpc.insecure_channel(self.target, options=self.channel_options)
-        else:
-            self.channel = grpc.secure_channel(
-                self.target, self.credentials, options=self.channel_options
-            )
+        self._lease = channel_pool().acquire(
+            self.target, self.channel_options, self.credentials, self._streams_per_channel
+        )
+        self.channel = self._lease.channel
         self.stub = pb_grpc.LabStub(self.channel)
         if self.subscribe_feed and not self._feed_in_user_greenlet:
             self._subscriber = gevent.spawn(self.session.run_forever, self.subscribe_once)
@@ -195,9 +215,10 @@ class GrpcUserBase(OpenModelUser, User):
             self._subscriber.kill(block=False)
             self._subscriber = None
         self._close_chat()
-        if self.channel is not None:
-            self.channel.close()
-            self.channel = None
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            channel_pool().release(lease)
+        self.channel = None
 
     # -- the Subscribe stream (runs in its own greenlet) --------------------------------
 

@@ -36,6 +36,8 @@ from locust import User, task
 
 from ..sse_parser import SseEvent, SseParser
 from .options import stop_test_on_bad_config, target_urls, token
+from .socket_reader import RECV_BYTES as _RECV_BYTES
+from .socket_reader import IdleStreamError, SocketReader
 from .stream import (
     GoAwayError,
     StreamEndedError,
@@ -46,10 +48,6 @@ from .stream import (
 from .tls import client_context, stream_tls
 
 __all__ = ["SseHttpError", "SseUser", "ZombieStreamError"]
-
-#: Bytes per read: big enough for a burst of events in one call, small enough that a
-#: read does not first allocate (and then shrink) a large buffer for a few bytes.
-_RECV_BYTES = 16 * 1024
 
 
 class SseHttpError(ConnectionError):
@@ -186,7 +184,6 @@ class SseUser(User):
             session.connected(time.perf_counter() - started)
             # Headers are checked; an idle stream should not keep their index (memory).
             response._headers_index.clear()
-            sock.settimeout(self.read_timeout)
             self._read(sock, response)
         finally:
             sock.close()
@@ -195,22 +192,25 @@ class SseUser(User):
         session = self.session
         parser = response.sse
         events = response.events
+        handle = self._handle
         self._handle(events)
-        while not response.message_complete:
-            try:
-                data = sock.recv(_RECV_BYTES)
-            except TimeoutError:
-                raise ZombieStreamError(
-                    f"no bytes for {self.read_timeout:g}s (not even a heartbeat)"
-                ) from None
-            if not data:
-                raise StreamEndedError("server closed the stream")
+
+        def on_data(data: bytes) -> None:
             response.feed(data)
             if events:
-                self._handle(events)
+                handle(events)
             if parser.retry_ms is not None:
                 session.sticky_hint_s = parser.retry_ms / 1000
-        raise StreamEndedError("server ended the stream")
+            if response.message_complete:
+                raise StreamEndedError("server ended the stream")
+
+        try:
+            SocketReader(sock, on_data).run(self.read_timeout)
+        except IdleStreamError:
+            raise ZombieStreamError(
+                f"no bytes for {self.read_timeout:g}s (not even a heartbeat)"
+            ) from None
+        raise StreamEndedError("server closed the stream")
 
     def _handle(self, events: list[SseEvent]) -> None:
         session = self.session

@@ -36,6 +36,7 @@ from locust import User, between, task
 
 from .open_model import OpenModelUser, report
 from .options import payload_size, stop_test_on_bad_config, target_urls, token
+from .socket_reader import IdleStreamError, SocketReader
 from .stream import (
     GoAwayError,
     StreamEndedError,
@@ -45,6 +46,7 @@ from .stream import (
     run_stream_user,
 )
 from .tls import client_context, stream_tls
+from .ws_frames import FrameReader
 
 __all__ = ["NotConnectedError", "WebSocketFeedUser", "WebSocketUser", "WebSocketUserBase"]
 
@@ -117,6 +119,7 @@ class WebSocketUserBase(OpenModelUser, User):
         self._pending: dict[int, AsyncResult] = {}
         self._ids = itertools.count(1)
         self._receiver: gevent.Greenlet | None = None
+        self._reader: SocketReader | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -129,6 +132,9 @@ class WebSocketUserBase(OpenModelUser, User):
 
     def on_stop(self) -> None:
         self.session.close()
+        reader = self._reader
+        if reader is not None:
+            reader.cancel()  # before the socket closes under it
         if self._receiver is not None:
             self._receiver.kill(block=False)
             self._receiver = None
@@ -183,57 +189,68 @@ class WebSocketUserBase(OpenModelUser, User):
             ws.shutdown()
             raise
         session.connected(time.perf_counter() - started)
+        reader = None
         try:
-            ws.settimeout(self.read_timeout)
+            ws.settimeout(self.connect_timeout)
             if self.subscribe_feed:
                 ws.send(
                     orjson.dumps({"type": "subscribe", "since": since}), websocket.ABNF.OPCODE_TEXT
                 )
             self.ws = ws
             self._ready.set()
-            self._read(ws)
+            reader = self._reader = SocketReader(ws.sock, self._frames(ws).feed)
+            try:
+                reader.run(self.read_timeout)
+            except IdleStreamError:
+                raise ConnectionError(f"no frame for {self.read_timeout:g}s") from None
+            raise StreamEndedError("connection closed without a close frame")
         finally:
+            if self._reader is reader:
+                self._reader = None
             self._ready.clear()
             if self.ws is ws:
                 self.ws = None
             self._fail_pending(NotConnectedError("connection closed while waiting for the reply"))
             ws.shutdown()
 
-    def _read(self, ws: websocket.WebSocket) -> None:
+    def _frames(self, ws: websocket.WebSocket) -> FrameReader:
+        """What this connection does with each incoming frame (run in the event loop)."""
         session = self.session
         pending = self._pending
-        text = websocket.ABNF.OPCODE_TEXT
-        close = websocket.ABNF.OPCODE_CLOSE
         loads = orjson.loads
-        while True:
-            try:
-                opcode, frame = ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
-                raise ConnectionError(f"no frame for {self.read_timeout:g}s") from None
-            except websocket.WebSocketConnectionClosedException as exc:
-                raise StreamEndedError("connection closed without a close frame") from exc
-            if opcode == text:
-                data = frame.data
-                message = loads(data)
-                kind = message.get("type")
-                if kind == "event":
-                    session.event(message["seq"], message["ts"], len(data))
-                elif kind in ("echo", "pong"):
-                    waiter = pending.pop(message.get("id"), None)
-                    if waiter is not None:
-                        waiter.set(message)
-                elif kind == "reset":
-                    session.reset(int(message["since"]), int(message["first"]))
-                elif kind == "subscribed":
-                    session.anchor(int(message.get("since") or 0))
-                elif kind == "error":
-                    waiter = pending.pop(message.get("id"), None)
-                    if waiter is not None:
-                        waiter.set_exception(ReplyMismatchError(message.get("message", "error")))
-            elif opcode == close:
-                self._closed(frame.data)
 
-    def _closed(self, data: bytes) -> None:
+        def on_message(data: bytes) -> None:
+            message = loads(data)
+            kind = message.get("type")
+            if kind == "event":
+                session.event(message["seq"], message["ts"], len(data))
+            elif kind in ("echo", "pong"):
+                waiter = pending.pop(message.get("id"), None)
+                if waiter is not None:
+                    waiter.set(message)
+            elif kind == "reset":
+                session.reset(int(message["since"]), int(message["first"]))
+            elif kind == "subscribed":
+                session.anchor(int(message.get("since") or 0))
+            elif kind == "error":
+                waiter = pending.pop(message.get("id"), None)
+                if waiter is not None:
+                    waiter.set_exception(ReplyMismatchError(message.get("message", "error")))
+
+        def on_control(opcode: int, data: bytes) -> None:
+            # Replies go out from the connection's greenlet: the event loop must not block.
+            reader = self._reader
+            assert reader is not None
+            if opcode == websocket.ABNF.OPCODE_PING:
+                reader.defer(lambda: ws.pong(data))
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                reader.defer(lambda: self._closed(ws, data))
+
+        return FrameReader(ws, on_message, on_control)
+
+    def _closed(self, ws: websocket.WebSocket, data: bytes) -> None:
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            ws.send_close()
         code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
         if code != GOING_AWAY:
             raise StreamEndedError(f"closed by the server with code {code}")
