@@ -35,9 +35,18 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from typing import TYPE_CHECKING, Any
 
+import gevent
+
 from . import open_model, options  # noqa: F401 - register Locust options and listeners
+
+# gevent records, for every greenlet it creates, the greenlet that spawned it and ten frames
+# of the spawning stack (for gevent.util's run-info dumps): ~0.6 KiB per user, in a worker
+# that holds tens of thousands. Off, unless GEVENT_TRACK_GREENLET_TREE asks for it.
+if "GEVENT_TRACK_GREENLET_TREE" not in os.environ:
+    gevent.config.track_greenlet_tree = False
 
 # The metrics plugin records wirelab's own figures from Locust's request events; it is
 # optional until it exists, but once it does, an error inside it must not be hidden.

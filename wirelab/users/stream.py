@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "now_us",
     "open_socket",
     "run_stream_user",
+    "shared",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,29 @@ _STREAM_CONTEXT: dict[str, Any] = {"wirelab_stream": True}
 #: A connection that lasted this long counts as a success even if no event arrived (an idle
 #: feed), so the backoff starts over at attempt 0.
 STABLE_AFTER_S = 5.0
+
+
+_shared_values: dict[Any, Any] = {}
+
+
+def shared(value: Any) -> Any:
+    """One object for every equal ``value`` in this process (a list of URLs, a settings
+    object), for what users hold read-only: a worker holds tens of thousands of users.
+
+    Lists are compared by their items; anything else must be hashable.
+    """
+    key = (type(value), tuple(value)) if isinstance(value, list) else (type(value), value)
+    return _shared_values.setdefault(key, value)
+
+
+_shared_policies: dict[tuple[type, str], ReconnectPolicy] = {}
+
+
+def _one_per_connection_or_shared(policy: ReconnectPolicy) -> ReconnectPolicy:
+    """A policy with state stays the connection's own; one without is shared by all."""
+    if policy.stateful:
+        return policy
+    return _shared_policies.setdefault((type(policy), policy.spec), policy)
 
 
 def now_us() -> int:
@@ -86,6 +111,33 @@ class StreamSession:
     one resumes from :attr:`resume_point`.
     """
 
+    # Tens of thousands live in one worker: no per-instance dict.
+    __slots__ = (
+        "_connected_at",
+        "_disconnected_at",
+        "_events_this_connection",
+        "_ever_connected",
+        "_hint_s",
+        "_request_event",
+        "_runner",
+        "_sampled",
+        "_url_index",
+        "attempt",
+        "checker",
+        "closed",
+        "connect_name",
+        "deliver_name",
+        "environment",
+        "initial_since",
+        "is_connected",
+        "name",
+        "policy",
+        "protocol",
+        "sample_every",
+        "series",
+        "sticky_hint_s",
+    )
+
     def __init__(
         self,
         environment: Any,
@@ -102,14 +154,16 @@ class StreamSession:
         self.protocol = protocol
         self.name = name
         self.deliver_name = deliver_name or name
-        self.connect_name = connect_name or f"{protocol} connect"
+        # One string per name, not one per session.
+        self.connect_name = sys.intern(connect_name or f"{protocol} connect")
         self.policy = policy
         self.initial_since = since
         self.sample_every = sample_every
         # Lags go to the histogram; a per-event list would grow without bound in a soak.
         self.checker = SequenceChecker(keep_lags=False)
         self.series = recorder().stream(protocol, name)
-        self._fire = environment.events.request.fire if environment is not None else None
+        # The event hook, not its bound ``fire``: one object fewer per session.
+        self._request_event = environment.events.request if environment is not None else None
         # Users start once the runner exists; looked up here, not on every event.
         self._runner = getattr(environment, "runner", None)
         self._sampled = 0
@@ -161,8 +215,8 @@ class StreamSession:
         series.connected += 1
         self._connected_at = time.monotonic()
         self._events_this_connection = 0
-        if handshake_s is not None and self._fire is not None:
-            self._fire(
+        if handshake_s is not None and self._request_event is not None:
+            self._request_event.fire(
                 request_type=self.protocol,
                 name=self.connect_name,
                 response_time=handshake_s * 1000,
@@ -174,8 +228,8 @@ class StreamSession:
     def connect_failed(self, error: BaseException, handshake_s: float = 0.0) -> None:
         """A connection attempt failed before the stream was established."""
         self.series.connect_failures += 1
-        if self._fire is not None:
-            self._fire(
+        if self._request_event is not None:
+            self._request_event.fire(
                 request_type=self.protocol,
                 name=self.connect_name,
                 response_time=handshake_s * 1000,
@@ -239,8 +293,8 @@ class StreamSession:
         if self._disconnected_at is not None and verdict in ("ok", "gap"):
             series.reconnect_time.record((time.monotonic() - self._disconnected_at) * 1e6)
             self._disconnected_at = None
-        fire = self._fire
-        if fire is None:
+        request_event = self._request_event
+        if request_event is None:
             return verdict
         if verdict == "ok":
             every = self.sample_every
@@ -255,7 +309,7 @@ class StreamSession:
             exception = SequenceAnomalyError(f"gap before seq {seq}")
         else:
             exception = SequenceAnomalyError(f"{verdict.replace('_', ' ')} seq {seq}")
-        fire(
+        request_event.fire(
             request_type=self.protocol,
             name=self.deliver_name,
             response_time=lag_us / 1000,
@@ -298,7 +352,7 @@ class StreamSession:
             environment,
             user.protocol,
             name,
-            policy=reconnect_policy(environment, user.reconnect),
+            policy=_one_per_connection_or_shared(reconnect_policy(environment, user.reconnect)),
             since=user.start_since,
             sample_every=deliver_sample_every(environment),
             **extra,

@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import ssl
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ from .stream import (
     now_us,
     open_socket,
     run_stream_user,
+    shared,
 )
 from .tls import client_context, stream_tls
 from .ws_frames import FrameReader
@@ -104,22 +106,26 @@ class WebSocketUserBase(OpenModelUser, User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         with stop_test_on_bad_config(self):
-            self.urls = target_urls(environment, "ws_url", self.ws_url, self.host, "ws")
-            self._tls = stream_tls(
-                environment, self.urls, secure_scheme="wss://", insecure=not self.verify_tls
+            self.urls = shared(target_urls(environment, "ws_url", self.ws_url, self.host, "ws"))
+            self._tls = shared(
+                stream_tls(
+                    environment, self.urls, secure_scheme="wss://", insecure=not self.verify_tls
+                )
             )
         self.session = StreamSession.for_user(self, self.stream_name)
         WebSocketUserBase._user_counter += 1
         self.session.start_at(WebSocketUserBase._user_counter)
-        self.payload = "x" * payload_size(environment, self.payload_size)
+        self.payload = shared("x" * payload_size(environment, self.payload_size))
         bearer = token()
-        self._subprotocols = [*self.subprotocols, *([f"bearer.{bearer}"] if bearer else [])]
+        self._subprotocols = shared([*self.subprotocols, *([f"bearer.{bearer}"] if bearer else [])])
         self.ws: websocket.WebSocket | None = None
-        self._ready = Event()
-        self._pending: dict[int, AsyncResult] = {}
-        self._ids = itertools.count(1)
+        # Set while connected; a feed subscriber, which nothing waits on, makes it on demand.
+        self._ready: Event | None = None if self._feed_in_user_greenlet else Event()
+        # Replies awaited by id; made by the first round trip (a feed subscriber has none).
+        self._pending: dict[int, AsyncResult] | None = None
+        self._ids: Iterator[int] | None = None
         self._receiver: gevent.Greenlet | None = None
-        self._reader: SocketReader | None = None
+        self._connection_state: _Connection | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -132,9 +138,9 @@ class WebSocketUserBase(OpenModelUser, User):
 
     def on_stop(self) -> None:
         self.session.close()
-        reader = self._reader
-        if reader is not None:
-            reader.cancel()  # before the socket closes under it
+        connection = self._connection_state
+        if connection is not None:
+            connection.reader.cancel()  # before the socket closes under it
         if self._receiver is not None:
             self._receiver.kill(block=False)
             self._receiver = None
@@ -173,7 +179,10 @@ class WebSocketUserBase(OpenModelUser, User):
         """Connect, subscribe after ``since``, and read frames until the connection ends."""
         session = self.session
         url = session.next_url(self.urls) + self.ws_path
-        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        # Only a user with tasks sends from two greenlets (its tasks, and pongs from here).
+        ws = websocket.WebSocket(
+            enable_multithread=not self._feed_in_user_greenlet, skip_utf8_validation=True
+        )
         started = time.perf_counter()
         try:
             ws.connect(
@@ -189,7 +198,8 @@ class WebSocketUserBase(OpenModelUser, User):
             ws.shutdown()
             raise
         session.connected(time.perf_counter() - started)
-        reader = None
+        ws.handshake_response = None  # its headers, kept for the connection's life otherwise
+        connection = None
         try:
             ws.settimeout(self.connect_timeout)
             if self.subscribe_feed:
@@ -197,72 +207,27 @@ class WebSocketUserBase(OpenModelUser, User):
                     orjson.dumps({"type": "subscribe", "since": since}), websocket.ABNF.OPCODE_TEXT
                 )
             self.ws = ws
-            self._ready.set()
-            reader = self._reader = SocketReader(ws.sock, self._frames(ws).feed)
+            if self._ready is not None:
+                self._ready.set()
+            connection = self._connection_state = _Connection(self, ws)
             try:
-                reader.run(self.read_timeout)
+                connection.reader.run(self.read_timeout)
             except IdleStreamError:
                 raise ConnectionError(f"no frame for {self.read_timeout:g}s") from None
             raise StreamEndedError("connection closed without a close frame")
         finally:
-            if self._reader is reader:
-                self._reader = None
-            self._ready.clear()
+            if self._connection_state is connection:
+                self._connection_state = None
+            if self._ready is not None:
+                self._ready.clear()
             if self.ws is ws:
                 self.ws = None
             self._fail_pending(NotConnectedError("connection closed while waiting for the reply"))
             ws.shutdown()
 
-    def _frames(self, ws: websocket.WebSocket) -> FrameReader:
-        """What this connection does with each incoming frame (run in the event loop)."""
-        session = self.session
-        pending = self._pending
-        loads = orjson.loads
-
-        def on_message(data: bytes) -> None:
-            message = loads(data)
-            kind = message.get("type")
-            if kind == "event":
-                session.event(message["seq"], message["ts"], len(data))
-            elif kind in ("echo", "pong"):
-                waiter = pending.pop(message.get("id"), None)
-                if waiter is not None:
-                    waiter.set(message)
-            elif kind == "reset":
-                session.reset(int(message["since"]), int(message["first"]))
-            elif kind == "subscribed":
-                session.anchor(int(message.get("since") or 0))
-            elif kind == "error":
-                waiter = pending.pop(message.get("id"), None)
-                if waiter is not None:
-                    waiter.set_exception(ReplyMismatchError(message.get("message", "error")))
-
-        def on_control(opcode: int, data: bytes) -> None:
-            # Replies go out from the connection's greenlet: the event loop must not block.
-            reader = self._reader
-            assert reader is not None
-            if opcode == websocket.ABNF.OPCODE_PING:
-                reader.defer(lambda: ws.pong(data))
-            elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                reader.defer(lambda: self._closed(ws, data))
-
-        return FrameReader(ws, on_message, on_control)
-
-    def _closed(self, ws: websocket.WebSocket, data: bytes) -> None:
-        with contextlib.suppress(websocket.WebSocketException, OSError):
-            ws.send_close()
-        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-        if code != GOING_AWAY:
-            raise StreamEndedError(f"closed by the server with code {code}")
-        hint_ms = None
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-            hint_ms = orjson.loads(data[2:]).get("reconnect_after_ms")
-        self.session.goaway(None if hint_ms is None else hint_ms / 1000)
-        raise GoAwayError("server is going away (1001)")
-
     def _fail_pending(self, error: Exception) -> None:
-        pending, self._pending = self._pending, {}
-        for waiter in pending.values():
+        pending, self._pending = self._pending, None
+        for waiter in (pending or {}).values():
             waiter.set_exception(error)
 
     # -- request/response -------------------------------------------------------------
@@ -270,6 +235,8 @@ class WebSocketUserBase(OpenModelUser, User):
     def _connection(self) -> websocket.WebSocket:
         ws = self.ws
         if ws is None:
+            if self._ready is None:
+                self._ready = Event()
             self._ready.wait(self.request_timeout)
             ws = self.ws
             if ws is None:
@@ -281,6 +248,8 @@ class WebSocketUserBase(OpenModelUser, User):
     ) -> dict[str, Any] | None:
         """Send ``{"type": kind, "id", "ts", **extra}``, wait for the reply with that id."""
         sent = time.perf_counter()
+        if self._ids is None:
+            self._ids = itertools.count(1)
         message_id = next(self._ids)
         waiter = AsyncResult()
         reply = None
@@ -289,6 +258,8 @@ class WebSocketUserBase(OpenModelUser, User):
         try:
             ws = self._connection()
             sent = time.perf_counter()
+            if self._pending is None:
+                self._pending = {}
             self._pending[message_id] = waiter
             ws.send(
                 orjson.dumps({"type": kind, "id": message_id, "ts": now_us(), **extra}),
@@ -300,7 +271,8 @@ class WebSocketUserBase(OpenModelUser, User):
         except (websocket.WebSocketException, OSError, ReplyMismatchError) as exc:
             error = exc
         finally:
-            self._pending.pop(message_id, None)
+            if self._pending is not None:
+                self._pending.pop(message_id, None)
         done = time.perf_counter()
         if reply is not None:
             length = len(reply.get("payload") or "")
@@ -322,6 +294,59 @@ class WebSocketUserBase(OpenModelUser, User):
 
     def open_operation(self, intended: float) -> None:
         self.echo(intended)
+
+
+class _Connection(FrameReader):
+    """One open WebSocket of a user: what each incoming frame does (in the event loop)."""
+
+    __slots__ = ("_session", "_user", "_ws", "reader")
+
+    def __init__(self, user: WebSocketUserBase, ws: websocket.WebSocket) -> None:
+        super().__init__(ws)
+        self._user = user
+        self._session = user.session
+        self._ws = ws
+        self.reader = SocketReader(ws.sock, self.feed)
+
+    def on_message(self, data: bytes) -> None:
+        message = orjson.loads(data)
+        kind = message.get("type")
+        if kind == "event":
+            self._session.event(message["seq"], message["ts"], len(data))
+        elif kind in ("echo", "pong"):
+            pending = self._user._pending
+            waiter = pending.pop(message.get("id"), None) if pending else None
+            if waiter is not None:
+                waiter.set(message)
+        elif kind == "reset":
+            self._session.reset(int(message["since"]), int(message["first"]))
+        elif kind == "subscribed":
+            self._session.anchor(int(message.get("since") or 0))
+        elif kind == "error":
+            pending = self._user._pending
+            waiter = pending.pop(message.get("id"), None) if pending else None
+            if waiter is not None:
+                waiter.set_exception(ReplyMismatchError(message.get("message", "error")))
+
+    def on_control(self, opcode: int, data: bytes) -> None:
+        # Replies go out from the connection's greenlet: the event loop must not block.
+        if opcode == websocket.ABNF.OPCODE_PING:
+            ws = self._ws
+            self.reader.defer(lambda: ws.pong(data))
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            self.reader.defer(lambda: self._closed(data))
+
+    def _closed(self, data: bytes) -> None:
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            self._ws.send_close()
+        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+        if code != GOING_AWAY:
+            raise StreamEndedError(f"closed by the server with code {code}")
+        hint_ms = None
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            hint_ms = orjson.loads(data[2:]).get("reconnect_after_ms")
+        self._session.goaway(None if hint_ms is None else hint_ms / 1000)
+        raise GoAwayError("server is going away (1001)")
 
 
 class WebSocketUser(WebSocketUserBase):

@@ -4,7 +4,8 @@ websocket-client reads a frame by pulling from its socket: two bytes of header, 
 length, then the payload, each a ``recv`` of its own (and each a blocking wait under
 gevent). A subscriber that receives thousands of events a second wants the opposite: one
 read of whatever arrived, then every frame in it. :class:`FrameReader` takes those bytes
-(from :class:`~wirelab.users.socket_reader.SocketReader`) and splits them into frames.
+(from :class:`~wirelab.users.socket_reader.SocketReader`) and splits them into frames for
+its subclass's :meth:`~FrameReader.on_message` and :meth:`~FrameReader.on_control`.
 
 The common frame, an unfragmented text or binary message from the server (FIN set, no
 extension bits, unmasked), is cut out of the buffer directly. Every other frame (control
@@ -15,7 +16,6 @@ and reassembled exactly as websocket-client does; only its source of bytes chang
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import websocket
@@ -35,19 +35,13 @@ _WHOLE = frozenset({0x80 | _TEXT, 0x80 | _BINARY})
 
 
 class FrameReader:
-    """Splits received bytes into messages (``on_message(payload)``) and control frames
-    (``on_control(opcode, payload)``: close, ping, pong)."""
+    """Splits received bytes into messages and control frames; a subclass says what to do
+    with them (:meth:`on_message`, :meth:`on_control`, called in the event loop: they must
+    not block)."""
 
-    __slots__ = ("_buffer", "_continuation", "_frames", "_on_control", "_on_message", "_pending")
+    __slots__ = ("_buffer", "_continuation", "_frames", "_pending")
 
-    def __init__(
-        self,
-        ws: websocket.WebSocket,
-        on_message: Callable[[bytes], Any],
-        on_control: Callable[[int, bytes], Any],
-    ) -> None:
-        self._on_message = on_message
-        self._on_control = on_control
+    def __init__(self, ws: websocket.WebSocket) -> None:
         self._buffer = b""
         self._pending = b""
         # websocket-client's parser now pulls from the frame being handed to it.
@@ -60,7 +54,7 @@ class FrameReader:
         buffer = self._buffer + data if self._buffer else data
         size = len(buffer)
         position = 0
-        on_message = self._on_message
+        on_message = self.on_message
         while size - position >= 2:
             first = buffer[position]
             length = buffer[position + 1]
@@ -122,9 +116,17 @@ class FrameReader:
             continuation.add(frame)
             if continuation.is_fire(frame):
                 _, frame = continuation.extract(frame)
-                self._on_message(frame.data)
+                self.on_message(frame.data)
         else:
-            self._on_control(opcode, frame.data)
+            self.on_control(opcode, frame.data)
+
+    def on_message(self, payload: bytes) -> Any:
+        """A whole text or binary message arrived."""
+        raise NotImplementedError
+
+    def on_control(self, opcode: int, payload: bytes) -> Any:
+        """A close, ping or pong frame arrived."""
+        raise NotImplementedError
 
     def _take(self, count: int) -> bytes:
         pending = self._pending
