@@ -13,10 +13,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.fixtures.targets import TargetFactory
@@ -126,3 +128,24 @@ def stream(result: dict[str, Any], protocol: str, name: str) -> dict[str, Any]:
 def assert_no_failures(result: dict[str, Any]) -> None:
     failing = {key: entry for key, entry in result["stats"].items() if entry["failures"]}
     assert not failing, f"failures: {failing}\nerrors: {result['errors']}"
+
+
+def peers(pid: int, port: int) -> list[str]:
+    """Addresses of the clients connected to ``port`` of process ``pid``, as it sees them."""
+    return [
+        connection.raddr.ip
+        for connection in psutil.Process(pid).net_connections(kind="tcp")
+        if connection.status == psutil.CONN_ESTABLISHED
+        and connection.laddr.port == port
+        and connection.raddr
+    ]
+
+
+def wait_for_peers(pid: int, ports: list[int], count: int, timeout: float = 30) -> dict:
+    """Poll until every port has ``count`` clients (or time runs out); the peers per port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {port: peers(pid, port) for port in ports}
+        if all(len(found) >= count for found in seen.values()) or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)

@@ -73,6 +73,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from ..protocols import URL_VARIABLES
 from ..reconnect import ReconnectPolicy
 from ..units import parse_size
+from .source_addresses import parse_source_addresses
 
 __all__ = [
     "OPTIONS",
@@ -427,6 +428,12 @@ def check_targets(environment: Any) -> list[str]:
     from .tls import TlsConfigError, check_grpc_tls, tls_settings  # noqa: PLC0415 - cycle
 
     problems = []
+    source_addresses = setting(environment, "source_addresses")
+    if source_addresses:
+        try:
+            parse_source_addresses(source_addresses)
+        except ValueError as exc:
+            problems.append(str(exc))
     for user_class in getattr(environment, "user_classes", None) or ():
         spec = getattr(user_class, "wirelab_target", None)
         if spec is None:

@@ -41,6 +41,7 @@ from .http_body import BodyDecoder, BodyFramingError
 from .options import stop_test_on_bad_config, target_urls, token
 from .socket_reader import RECV_BYTES as _RECV_BYTES
 from .socket_reader import IdleStreamError, SocketReader
+from .source_addresses import source_addresses_for
 from .stream import (
     GoAwayError,
     StreamEndedError,
@@ -147,15 +148,15 @@ class SseUser(User):
     connect_timeout: ClassVar[float] = 10.0
     #: No bytes for this long means a dead connection (targets heartbeat every 15 s).
     read_timeout: ClassVar[float] = 45.0
-    #: Local addresses to connect from, rotated per connection (past ~28k connections to
-    #: one server port, spread them over 127.0.0.0/8 or several interfaces).
+    #: Local addresses to connect from, rotated per connection; ``--source-addresses``
+    #: wins. Unset, loopback targets spread over 127.0.0.0/8 (see
+    #: :mod:`wirelab.users.source_addresses`).
     source_addresses: ClassVar[list[str] | None] = None
 
     #: Verify the server's certificate on https URLs; ``False`` skips it for this class, as
     #: ``--tls-insecure`` does for all (self-signed labs only). ``--ca-file`` names the CA.
     verify_tls: ClassVar[bool] = True
 
-    _source_counter: ClassVar[int] = 0
     _user_counter: ClassVar[int] = 0
 
     def __init__(self, environment: Any) -> None:
@@ -167,6 +168,8 @@ class SseUser(User):
                     environment, self.urls, secure_scheme="https://", insecure=not self.verify_tls
                 )
             )
+            # A source address list that cannot work stops the run here, not per connect.
+            source_addresses_for(environment, "", self.source_addresses)
         self.session = StreamSession.for_user(self, self.stream_name)
         # Users spread over the replicas from the start, then rotate on each reconnect.
         SseUser._user_counter += 1
@@ -197,13 +200,6 @@ class SseUser(User):
         :mod:`wirelab.users.tls`)."""
         return client_context(self._tls)
 
-    def _source_address(self) -> tuple[str, int] | None:
-        addresses = self.source_addresses
-        if not addresses:
-            return None
-        SseUser._source_counter += 1
-        return (addresses[SseUser._source_counter % len(addresses)], 0)
-
     def _request(self, url: str, since: int | None) -> tuple[str, int, bool, bytes]:
         parts = urlsplit(url)
         host = parts.hostname or "127.0.0.1"
@@ -222,7 +218,9 @@ class SseUser(User):
         session = self.session
         host, port, tls, request = self._request(session.next_url(self.urls), since)
         started = time.perf_counter()
-        sock = open_socket(host, port, self.connect_timeout, self._source_address())
+        sources = source_addresses_for(self.environment, host, self.source_addresses)
+        source = sources.next() if sources is not None else None
+        sock = open_socket(host, port, self.connect_timeout, source)
         reader = None
         try:
             if tls:

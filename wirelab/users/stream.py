@@ -36,6 +36,7 @@ from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 from ..metrics.recorder import recorder
 from ..reconnect import ReconnectPolicy
 from ..sequence import SequenceChecker
+from .source_addresses import bind_source
 
 __all__ = [
     "GoAwayError",
@@ -407,28 +408,44 @@ class StreamSession:
 
 
 def open_socket(host: str, port: int, timeout: float, source: tuple[str, int] | None = None) -> Any:
-    """A connected (gevent) TCP socket; IP literals skip name resolution.
+    """A connected (gevent) TCP socket, bound to ``source`` if given and of the target's
+    family (the port chosen at connect, see :mod:`.source_addresses`).
 
-    gevent resolves names in a small thread pool: fine for one connection, but a reconnect
-    storm of thousands of clients to ``127.0.0.1`` would queue behind it and measure the
-    resolver instead of the server.
+    IP literals skip name resolution: gevent resolves names in a small thread pool, fine for
+    one connection, but a reconnect storm of thousands of clients to ``127.0.0.1`` would
+    queue behind it and measure the resolver instead of the server.
     """
     from gevent import socket  # noqa: PLC0415 - this module stays importable without sockets
 
+    source_family = None
+    if source is not None:
+        source_family = socket.AF_INET6 if ":" in source[0] else socket.AF_INET
     try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        literal = ipaddress.ip_address(host)
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        targets = [(family, (host, port))]
     except ValueError:
-        return socket.create_connection((host, port), timeout=timeout, source_address=source)
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        if source is not None:
-            sock.bind(source)
-        sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+        resolved = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        targets = [(info[0], info[4]) for info in resolved]
+        # "localhost" may resolve to ::1 first: try the source's family first.
+        targets.sort(key=lambda target: target[0] != source_family)
+    error: OSError = OSError(f"{host}: no address to connect to")
+    for family, address in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            if source is not None and family == source_family:
+                bind_source(sock, source)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error
 
 
 def run_stream_user(user: Any, loop: Callable[[], None]) -> None:

@@ -38,6 +38,7 @@ from locust import User, between, task
 from .open_model import OpenModelUser, report
 from .options import payload_size, stop_test_on_bad_config, target_urls, token
 from .socket_reader import IdleStreamError, SocketReader
+from .source_addresses import source_addresses_for
 from .stream import (
     GoAwayError,
     StreamEndedError,
@@ -94,13 +95,14 @@ class WebSocketUserBase(OpenModelUser, User):
     #: No frame at all (the server pings every 15 s) for this long: a dead connection.
     read_timeout: ClassVar[float] = 45.0
     payload_size: ClassVar[int | None] = None
-    #: Local addresses to connect from, rotated per connection (see ``SseUser``).
+    #: Local addresses to connect from, rotated per connection; ``--source-addresses``
+    #: wins. Unset, loopback targets spread over 127.0.0.0/8 (see
+    #: :mod:`wirelab.users.source_addresses`).
     source_addresses: ClassVar[list[str] | None] = None
     #: Verify the server's certificate on wss URLs; ``False`` skips it for this class, as
     #: ``--tls-insecure`` does for all (self-signed labs only). ``--ca-file`` names the CA.
     verify_tls: ClassVar[bool] = True
 
-    _source_counter: ClassVar[int] = 0
     _user_counter: ClassVar[int] = 0
 
     def __init__(self, environment: Any) -> None:
@@ -112,6 +114,8 @@ class WebSocketUserBase(OpenModelUser, User):
                     environment, self.urls, secure_scheme="wss://", insecure=not self.verify_tls
                 )
             )
+            # A source address list that cannot work stops the run here, not per connect.
+            source_addresses_for(environment, "", self.source_addresses)
         self.session = StreamSession.for_user(self, self.stream_name)
         WebSocketUserBase._user_counter += 1
         self.session.start_at(WebSocketUserBase._user_counter)
@@ -151,13 +155,10 @@ class WebSocketUserBase(OpenModelUser, User):
     # -- the connection (runs in the receive greenlet) ------------------------------------
 
     def _open_socket(self, url: str) -> Any:
-        source = None
-        if self.source_addresses:
-            WebSocketUserBase._source_counter += 1
-            addresses = self.source_addresses
-            source = (addresses[WebSocketUserBase._source_counter % len(addresses)], 0)
         parts = urlsplit(url)
         host = parts.hostname or "127.0.0.1"
+        sources = source_addresses_for(self.environment, host, self.source_addresses)
+        source = sources.next() if sources is not None else None
         tls = parts.scheme == "wss"
         sock = open_socket(host, parts.port or (443 if tls else 80), self.connect_timeout, source)
         if not tls:
