@@ -2,7 +2,7 @@
 
 Transport: a plain gevent socket; the status line and headers parsed by geventhttpclient's
 llhttp parser (the C parser Locust's FastHttpUser already ships), the body's framing by
-:mod:`.http_body` and the event stream by :mod:`wirelab.sse_parser`, read in event-loop
+:mod:`wirelab.http_body` and the event stream by :mod:`wirelab.sse_parser`, read in event-loop
 callbacks (:mod:`.socket_reader`). Why not FastHttpUser or requests: geventhttpclient's
 response ``read(n)`` waits until ``n`` bytes have arrived, which holds back a quiet stream's
 events (lag would measure the buffer, not the server); requests/urllib3 streaming works under
@@ -36,8 +36,8 @@ import orjson
 from geventhttpclient.response import HTTPParseError, HTTPResponse
 from locust import User, task
 
+from ..http_body import BodyDecoder, BodyFramingError
 from ..sse_parser import SseEvent, SseParser
-from .http_body import BodyDecoder, BodyFramingError
 from .options import stop_test_on_bad_config, target_urls, token
 from .socket_reader import RECV_BYTES as _RECV_BYTES
 from .socket_reader import IdleStreamError, SocketReader

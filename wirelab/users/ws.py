@@ -35,6 +35,7 @@ import websocket
 from gevent.event import AsyncResult, Event
 from locust import User, between, task
 
+from ..ws_frames import FrameReader
 from .open_model import OpenModelUser, report
 from .options import payload_size, stop_test_on_bad_config, target_urls, token
 from .socket_reader import IdleStreamError, SocketReader
@@ -49,7 +50,6 @@ from .stream import (
     shared,
 )
 from .tls import client_context, stream_tls
-from .ws_frames import FrameReader
 
 __all__ = ["NotConnectedError", "WebSocketFeedUser", "WebSocketUser", "WebSocketUserBase"]
 

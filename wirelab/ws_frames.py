@@ -4,7 +4,7 @@ websocket-client reads a frame by pulling from its socket: two bytes of header, 
 length, then the payload, each a ``recv`` of its own (and each a blocking wait under
 gevent). A subscriber that receives thousands of events a second wants the opposite: one
 read of whatever arrived, then every frame in it. :class:`FrameReader` takes those bytes
-(from :class:`~wirelab.users.socket_reader.SocketReader`) and splits them into frames for
+(from :class:`wirelab.users.socket_reader.SocketReader`) and splits them into frames for
 its subclass's :meth:`~FrameReader.on_message` and :meth:`~FrameReader.on_control`.
 
 The common frame, an unfragmented text or binary message from the server (FIN set, no
@@ -67,7 +67,7 @@ class FrameReader:
                 length = (buffer[position + 2] << 8) | buffer[position + 3]
             else:  # masked, or a 64-bit length: websocket-client's parser
                 end = self._frame_end(buffer, position, size)
-                if end is None:
+                if end is None or end > size:
                     break
                 self._slow(buffer[position:end])
                 position = end
@@ -130,5 +130,8 @@ class FrameReader:
 
     def _take(self, count: int) -> bytes:
         pending = self._pending
+        if not pending:
+            # Only whole frames are handed over; websocket-client would wait for more forever.
+            raise websocket.WebSocketProtocolException("frame shorter than its header says")
         self._pending = pending[count:]
         return pending[:count]
