@@ -94,6 +94,32 @@ def test_clients_of_a_loopback_target_connect_from_distinct_addresses_in_127_8(
         assert feed["connect_failures"] == 0 and feed["delivered"] > 0, feed
 
 
+def test_rest_and_polling_clients_of_a_loopback_target_spread_too(
+    module_targets, harness, tmp_path
+) -> None:
+    target = module_targets.start("rest", args=["--rate", "5"])
+    locustfile = write_locustfile(
+        tmp_path,
+        """
+        from locust import constant
+        from wirelab.users import LongPollUser, RestEchoUser
+
+        class Echo(RestEchoUser):
+            fixed_count = 3
+            wait_time = constant(0.2)
+
+        class Poll(LongPollUser):
+            fixed_count = 3
+        """,
+    )
+    process = harness(locustfile, 6, 6, ["--rest-url", target.url("rest")])
+    seen = wait_for_peers(target.process.pid, [target.ports["rest"]], 6)
+    finish(process)
+    addresses = seen[target.ports["rest"]]
+    assert len(addresses) == 6 and len(set(addresses)) == 6, addresses
+    assert all(address.startswith("127.1.0.") for address in addresses), addresses
+
+
 def test_source_addresses_option_pins_connections_to_the_given_network(
     module_targets, harness, tmp_path
 ) -> None:
