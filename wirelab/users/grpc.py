@@ -55,7 +55,7 @@ from .options import (
     stop_test_on_bad_config,
     token,
 )
-from .stream import StreamEndedError, StreamSession, run_stream_user
+from .stream import StreamEndedError, StreamSession, run_stream_user, shared
 from .tls import grpc_credentials, tls_settings
 
 __all__ = ["GrpcFeedUser", "GrpcUser", "GrpcUserBase", "channel_target"]
@@ -144,7 +144,7 @@ class GrpcUserBase(OpenModelUser, User):
     #: With several targets: ``pick_first`` (one replica per user at a time, users spread
     #: over the list) or ``round_robin`` (every call to the next replica).
     lb_policy: ClassVar[str] = "pick_first"
-    #: gRPC service config (retry policy); ``None`` leaves the channel's default.
+    #: gRPC service config (retry policy); ``None``: no service config and no retries.
     service_config: ClassVar[dict[str, Any] | None] = SERVICE_CONFIG
     #: Longest wait between connection attempts to one address. Lower it when replicas
     #: appear at addresses the channel already holds (the local lab's prepared slots): a
@@ -176,12 +176,16 @@ class GrpcUserBase(OpenModelUser, User):
         ]
         if self.service_config is not None:
             self.channel_options.append(("grpc.service_config", json.dumps(self.service_config)))
+        else:
+            self.channel_options.append(("grpc.enable_retries", 0))
         if self.credentials is not None and len(targets) > 1:
             # An ``ipv4:a,b`` target has no host name to check the certificate against:
             # the first replica's stands for all (replicas of one service share a cert).
             self.channel_options.append(("grpc.default_authority", targets[0]))
+        # Equal for most users: one list for all of them (memory per user).
+        self.channel_options = shared(self.channel_options)
         self.session = StreamSession.for_user(self, self.stream_name)
-        self.payload = b"x" * payload_size(environment, self.payload_size)
+        self.payload = shared(b"x" * payload_size(environment, self.payload_size))
         bearer = token()
         self.metadata = (("authorization", f"Bearer {bearer}"),) if bearer else ()
         self.channel: grpc.Channel | None = None
@@ -202,7 +206,7 @@ class GrpcUserBase(OpenModelUser, User):
             self.target, self.channel_options, self.credentials, self._streams_per_channel
         )
         self.channel = self._lease.channel
-        self.stub = pb_grpc.LabStub(self.channel)
+        self.stub = self._lease.shared(pb_grpc.LabStub)
         if self.subscribe_feed and not self._feed_in_user_greenlet:
             self._subscriber = gevent.spawn(self.session.run_forever, self.subscribe_once)
 
@@ -229,6 +233,7 @@ class GrpcUserBase(OpenModelUser, User):
         request = pb.SubscribeRequest() if since is None else pb.SubscribeRequest(since=since)
         started = time.perf_counter()
         call = self.stub.Subscribe(request, metadata=self.metadata)
+        del request  # not kept for the life of the stream
         self._stream_call = call
         try:
             # The target sends its headers as soon as the subscription exists: that is
@@ -358,6 +363,9 @@ class GrpcFeedUser(GrpcUserBase):
     abstract = True
     subscribe_feed: ClassVar[bool] = True
     _feed_in_user_greenlet: ClassVar[bool] = True
+    #: No unary calls to retry: a channel without retry machinery (``grpc.enable_retries``
+    #: 0) keeps less state per stream.
+    service_config: ClassVar[dict[str, Any] | None] = None
 
     def run(self) -> None:
         run_stream_user(self, self.feed)

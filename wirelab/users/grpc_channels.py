@@ -24,7 +24,7 @@ pool's own default) whenever a channel is made.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,14 +45,24 @@ class ChannelLease:
     """One user's hold on a (possibly shared) channel; :meth:`ChannelPool.release` ends it."""
 
     channel: grpc.Channel
-    key: tuple[Any, ...]
     _entry: _Entry = field(repr=False)
+
+    def shared(self, make: Callable[[grpc.Channel], Any]) -> Any:
+        """``make(channel)``, made once per channel and kept with it (a stub: its method
+        objects cost ~2 KiB, the same for every user of the channel)."""
+        made = self._entry.made
+        found = made.get(make)
+        if found is None:
+            found = made[make] = make(self.channel)
+        return found
 
 
 @dataclass(slots=True, eq=False)
 class _Entry:
     channel: grpc.Channel
+    key: tuple[Any, ...]
     users: int = 0
+    made: dict[Any, Any] = field(default_factory=dict)
 
 
 class ChannelPool:
@@ -70,16 +80,16 @@ class ChannelPool:
         streams_per_channel: int,
     ) -> ChannelLease:
         """A channel to ``target`` with fewer than ``streams_per_channel`` users, or a new one."""
-        key = (target, json.dumps(options, sort_keys=True, default=str), id(credentials))
+        key = (target, tuple(options), id(credentials))
         entries = self._channels.setdefault(key, [])
         for entry in entries:
             if entry.users < streams_per_channel:
                 break
         else:
-            entry = _Entry(self._open(target, options, credentials))
+            entry = _Entry(self._open(target, options, credentials), key)
             entries.append(entry)
         entry.users += 1
-        return ChannelLease(entry.channel, key, entry)
+        return ChannelLease(entry.channel, entry)
 
     def release(self, lease: ChannelLease) -> None:
         """The user is done with its channel; the last user out closes it."""
@@ -87,11 +97,11 @@ class ChannelPool:
         entry.users -= 1
         if entry.users > 0:
             return
-        entries = self._channels.get(lease.key, [])
+        entries = self._channels.get(entry.key, [])
         if entry in entries:
             entries.remove(entry)
             if not entries:
-                del self._channels[lease.key]
+                del self._channels[entry.key]
             self.open_channels -= 1
             entry.channel.close()
 
