@@ -17,8 +17,9 @@ holds ``--clients`` stream users against a fresh ``wirelab targets serve`` proce
   divided by the difference in users, as ``wirelab bench``'s connections part computes it.
 
 Process CPU time, not wall time, is what counts on a shared machine; ``--repeat`` gives the
-spread. ``--profile DIR`` also records a py-spy profile of each CPU window (speedscope JSON
-and a collapsed-stack text file per run) for reading where the time goes.
+spread. ``--profile DIR`` also records a py-spy profile of each CPU window (the generator
+starts py-spy on itself when its window opens; collapsed stacks, one text file per run, and
+the top frames in the JSON record) for reading where the time goes.
 
     .venv/bin/python benchmarks/client_cost.py --baseline foundation --clients 2000 --rate 2 \\
         --repeat 3
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,10 @@ def main():
     report["connected_after_s"] = round(time.monotonic() - started, 2)
     gevent.sleep(WARMUP_S)
     rss = []
+    if os.environ.get("COST_WINDOW_FILE"):
+        # The driver profiles the window from outside (forking here would fork grpc-core).
+        with open(os.environ["COST_WINDOW_FILE"], "w") as marker:
+            marker.write(str(os.getpid()))
     cpu0, events0, wall0 = time.process_time(), _delivered(), time.monotonic()
     end = wall0 + WINDOW_S
     while time.monotonic() < end:
@@ -187,11 +193,6 @@ def _cores(role: str) -> list[int]:
     return available[-1:] if role == "target" else available[:-1]
 
 
-def _py_spy() -> str | None:
-    found = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    return found
-
-
 def run_once(
     workdir: Path,
     protocol: str,
@@ -218,6 +219,15 @@ def run_once(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WIRELAB_", "LOCUST_"))}
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    if profile is not None:
+        venv_bin = str(Path(sys.executable).parent)
+        py_spy = shutil.which("py-spy", path=venv_bin) or shutil.which("py-spy")
+        if py_spy is None:
+            raise SystemExit("--profile needs py-spy (pip install py-spy into the venv)")
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        window_file = workdir / f"window-{protocol}.started"
+        window_file.unlink(missing_ok=True)
+        env["COST_WINDOW_FILE"] = str(window_file)
     generator_argv = [
         sys.executable, str(script), cls, str(clients), f"{spawn_rate:g}", f"{warmup:g}",
         f"{window:g}", option, f"{scheme}{HOST}:{port}", "--deliver-sample", "0", *extra_args,
@@ -236,8 +246,7 @@ def run_once(
             os.sched_setaffinity(generator.pid, _cores("generator"))
             spy = None
             if profile is not None:
-                delay = clients / spawn_rate + warmup + 2
-                spy = _start_profile(generator.pid, profile, delay, window - 3)
+                spy = _profile_window(py_spy, generator, window_file, profile, window)
             try:
                 stdout, _ = generator.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -246,26 +255,60 @@ def run_once(
                 raise
             finally:
                 if spy is not None:
-                    spy.wait(timeout=window + 60)
+                    spy.join(timeout=window + 30)
     if generator.returncode != 0:
         tail = stderr_path.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{protocol} generator failed ({generator.returncode}):\n{tail}")
-    return json.loads(stdout.strip().splitlines()[-1])
+    row = json.loads(stdout.strip().splitlines()[-1])
+    if profile is not None and Path(f"{profile}.txt").exists():
+        row["profile"] = profile_summary(Path(f"{profile}.txt"))
+    return row
 
 
-def _start_profile(pid: int, out: Path, delay: float, seconds: float) -> subprocess.Popen[bytes]:
-    native = " --native" if os.environ.get("COST_PROFILE_NATIVE") else " --nonblocking"
-    py_spy = _py_spy()
-    if py_spy is None:
-        raise SystemExit("--profile needs py-spy (pip install py-spy into the venv)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    command = (
-        f"sleep {delay:.1f}; exec {py_spy} record --pid {pid} --duration {max(2, int(seconds))} "
-        f"--rate 250 --format raw --output {out}.txt {native}"
-    )
-    return subprocess.Popen(
-        ["sh", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def _profile_window(
+    py_spy: str, generator: subprocess.Popen[str], marker: Path, out: Path, window: float
+) -> threading.Thread:
+    """Once the generator says its window has started, record it with py-spy."""
+
+    def record() -> None:
+        while not marker.exists():
+            if generator.poll() is not None:
+                return
+            time.sleep(0.05)
+        subprocess.run(
+            [py_spy, "record", "--pid", str(generator.pid), "--rate", "250", "--duration",
+             str(max(1, int(window) - 1)), "--format", "raw", "--nonblocking",
+             "--output", f"{out}.txt"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    return thread
+
+
+def profile_summary(path: Path, top: int = 25) -> dict[str, Any]:
+    """The frames a py-spy raw (collapsed-stack) profile spends the most samples in: by
+    themselves (``self``) and with what they call (``inclusive``), in % of samples."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+
+    def ranked(counts: dict[str, int]) -> list[list[Any]]:
+        best = sorted(counts.items(), key=lambda item: -item[1])[:top]
+        return [[frame, round(100 * count / max(total, 1), 1)] for frame, count in best]
+
+    return {"samples": total, "self": ranked(own), "inclusive": ranked(inclusive)}
 
 
 def check(protocol: str, label: str, row: dict[str, Any]) -> None:
