@@ -19,15 +19,22 @@ from tests.test_users_support import (
     REPO,
     harness_command,
     harness_env,
+    locust_cluster,
     parse_output,
     shared_targets,
     stream,
     wait_for_peers,
     write_locustfile,
 )
-from wirelab.processes import ManagedProcess, free_port
 
 module_targets = pytest.fixture(scope="module", name="module_targets")(shared_targets)
+
+SSE_ONLY = """
+from wirelab.users import SseUser
+
+class Sse(SseUser):
+    pass
+"""
 
 LOCUSTFILE = """
 from wirelab.users import SseUser, WebSocketFeedUser
@@ -124,15 +131,7 @@ def test_source_addresses_option_pins_connections_to_the_given_network(
     module_targets, harness, tmp_path
 ) -> None:
     target = module_targets.start("sse", args=["--rate", "5"])
-    locustfile = write_locustfile(
-        tmp_path,
-        """
-        from wirelab.users import SseUser
-
-        class Sse(SseUser):
-            pass
-        """,
-    )
+    locustfile = write_locustfile(tmp_path, SSE_ONLY)
     # A /30 has two host addresses: six connections rotate over exactly those.
     process = harness(
         locustfile,
@@ -164,43 +163,11 @@ def test_each_worker_of_a_distributed_run_connects_from_its_own_address_block(
     """A real Locust master and two workers (ZeroMQ on loopback): the target sees the
     first worker's clients from 127.1.0.0/24 and the second's from 127.1.1.0/24."""
     target = module_targets.start("sse", args=["--rate", "5"])
-    locustfile = write_locustfile(
-        tmp_path,
-        """
-        from wirelab.users import SseUser
-
-        class Sse(SseUser):
-            pass
-        """,
-    )
-    port = free_port()
-    common = [sys.executable, "-m", "locust", "-f", str(locustfile)]
-    master = ManagedProcess(
-        [
-            *common, "--master", "--headless", "--expect-workers", "2", "-u", "4", "-r", "20",
-            "-t", "30s", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-            "--sse-url", target.url("sse"),
-        ],
-        name="locust master", env=harness_env(), cwd=REPO, log_path=tmp_path / "master.log",
-    )  # fmt: skip
-    workers = [
-        ManagedProcess(
-            [*common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
-            name=f"locust worker {index}",
-            env=harness_env(),
-            cwd=REPO,
-            log_path=tmp_path / f"worker-{index}.log",
-        )
-        for index in range(2)
-    ]
-    with master:
-        for worker in workers:
-            worker.start()
-        try:
-            seen = wait_for_peers(target.process.pid, [target.ports["sse"]], 4, timeout=45)
-        finally:
-            for worker in workers:
-                worker.stop(grace=5)
+    master_args = ["-u", "4", "-r", "20", "-t", "30s", "--sse-url", target.url("sse")]
+    with locust_cluster(
+        write_locustfile(tmp_path, SSE_ONLY), tmp_path, workers=2, master_args=master_args
+    ) as master:
+        seen = wait_for_peers(target.process.pid, [target.ports["sse"]], 4, timeout=45)
     addresses = seen[target.ports["sse"]]
     assert len(addresses) == 4, (addresses, master.log_tail())
     blocks = {ipaddress.ip_network(f"{address}/24", strict=False) for address in addresses}

@@ -8,6 +8,7 @@ This module holds no tests: the other ``test_users_*`` modules use it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ import psutil
 import pytest
 
 from tests.fixtures.targets import TargetFactory
+from wirelab.processes import ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILES = REPO / "locustfiles"
@@ -149,3 +151,39 @@ def wait_for_peers(pid: int, ports: list[int], count: int, timeout: float = 30) 
         if all(len(found) >= count for found in seen.values()) or time.monotonic() > deadline:
             return seen
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def locust_cluster(
+    locustfile: Path, logs: Path, *, workers: int, master_args: list[str]
+) -> Iterator[ManagedProcess]:
+    """A real Locust master (headless, ZeroMQ on loopback) and ``workers`` worker processes
+    running ``locustfile``; yields the master. Every process is stopped by pid afterwards."""
+    port = free_port()
+    locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+    env = harness_env()
+    master = ManagedProcess(
+        [
+            *locust, "--master", "--headless", "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", str(port), "--expect-workers", str(workers), *master_args,
+        ],
+        name="locust master", env=env, cwd=REPO, log_path=logs / "master.log",
+    )  # fmt: skip
+    started = [
+        ManagedProcess(
+            [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+            name=f"locust worker {index}",
+            env=env,
+            cwd=REPO,
+            log_path=logs / f"worker{index}.log",
+        )
+        for index in range(workers)
+    ]
+    with master:
+        for worker in started:
+            worker.start()
+        try:
+            yield master
+        finally:
+            for worker in started:
+                worker.stop(grace=5)

@@ -5,12 +5,14 @@ the gevent hub instead of blocking the whole worker. It must run after gevent's 
 patching (Locust's import does that) and before any channel exists, so it runs here, at
 import, once per process.
 
-One channel per user, reused by every call, as a real client does. ``--grpc-target`` may list
-several ``ip:port`` replicas; the channel balances over them itself (client-side, no proxy):
-with the default ``lb_policy = "pick_first"`` each user's list starts at a different replica
-(users spread evenly) and the channel stays on one until it goes away, then moves to the
-next (the connection-per-client shape of most gRPC clients); ``lb_policy = "round_robin"``
-spreads every call over all replicas. Either way a resubscribe after a drain lands on a live
+A user's calls all go over one channel (one HTTP/2 connection), which it shares with up to
+99 other users of its worker by default (``--grpc-streams-per-channel``; 1 gives every user a
+channel and TCP connection of its own; see :mod:`.grpc_channels` for why). ``--grpc-target``
+may list several ``ip:port`` replicas; the channel balances over them itself (client-side,
+no proxy): with the default ``lb_policy = "pick_first"`` each user's list starts at a
+different replica (users, and so their channels, spread evenly) and the channel stays on one
+until it goes away, then moves to the next; ``lb_policy = "round_robin"`` spreads every call
+over all replicas. Either way a resubscribe after a drain lands on a live
 replica. Calls:
 
 - ``grpc Echo``: unary, with a deadline (``deadline_s``); DEADLINE_EXCEEDED is a failure;

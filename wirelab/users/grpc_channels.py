@@ -24,6 +24,7 @@ pool's own default) whenever a channel is made.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,12 +121,7 @@ class ChannelPool:
         return grpc.secure_channel(target, credentials, options=options)
 
 
-_pool: ChannelPool | None = None
-
-
+@functools.cache
 def channel_pool() -> ChannelPool:
     """This process's channel pool (one per process, made on first use)."""
-    global _pool  # noqa: PLW0603 - one pool per process is the point
-    if _pool is None:
-        _pool = ChannelPool()
-    return _pool
+    return ChannelPool()

@@ -1,9 +1,11 @@
 """``WebSocketUser``: echo and ping round trips with ids, and the feed, on one WebSocket.
 
-Built on websocket-client (sockets made cooperative by gevent, as Locust patches them). Each
-user owns one connection, managed by a :class:`~wirelab.users.stream.StreamSession` in its
-own receive greenlet: it connects (the next URL of ``--ws-url`` each time), subscribes to the
-feed with ``since`` = the last seq delivered, and reads every frame:
+Built on websocket-client (sockets made cooperative by gevent, as Locust patches them): it
+does the handshake and every send. Each user owns one connection, managed by a
+:class:`~wirelab.users.stream.StreamSession` in its own receive greenlet: it connects (the
+next URL of ``--ws-url`` each time), subscribes to the feed with ``since`` = the last seq
+delivered, and reads every frame, in event-loop callbacks (:mod:`.socket_reader`, frames
+split by :mod:`wirelab.ws_frames`; pongs and the close handshake go out from the greenlet):
 
 - ``event`` / ``reset`` frames go to the session's checks (``ws deliver``);
 - ``echo`` / ``pong`` replies wake the task waiting for that ``id``;
@@ -202,7 +204,7 @@ class WebSocketUserBase(OpenModelUser, User):
         ws.handshake_response = None  # its headers, kept for the connection's life otherwise
         connection = None
         try:
-            ws.settimeout(self.connect_timeout)
+            ws.settimeout(self.read_timeout)  # for sends; reads are the reader's
             if self.subscribe_feed:
                 ws.send(
                     orjson.dumps({"type": "subscribe", "since": since}), websocket.ABNF.OPCODE_TEXT
