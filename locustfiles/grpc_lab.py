@@ -12,4 +12,5 @@ from wirelab.users import GrpcUser
 
 
 class Grpc(GrpcUser):
-    """One channel per user; see ``wirelab.users.GrpcUser``."""
+    """Users share HTTP/2 channels, 100 streams each (``--grpc-streams-per-channel``); see
+    ``wirelab.users.GrpcUser``."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -189,3 +191,64 @@ def test_the_reference_targets_frames_parse_as_expected() -> None:
         ("reset", "99", 1000),
         ("goaway", "99", 2345),
     ]
+
+
+# -- against a reference written line by line from the specification -------------------------
+
+
+def reference_parse(raw: bytes) -> tuple[list[SseEvent], str, int | None, int]:
+    """WHATWG 9.2.6 read literally: decode, split lines, interpret each one in turn."""
+    text = raw.decode("utf-8", "replace").removeprefix("\ufeff")
+    lines = re.split(r"\r\n|\r|\n", text)
+    lines.pop()  # the last piece has no line end yet
+    events, data, event_type, id_buffer, last_id, retry, comments = [], [], "", "", "", None, 0
+    for line in lines:
+        if not line:
+            last_id = id_buffer
+            if data:
+                events.append(SseEvent(event_type or "message", "\n".join(data), last_id, retry))
+            data, event_type = [], ""
+            continue
+        if line.startswith(":"):
+            comments += 1
+            continue
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event_type = value
+        elif name == "id" and "\0" not in value:
+            id_buffer = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            retry = int(value)
+    return events, last_id, retry, comments
+
+
+_raw_line = st.one_of(
+    st.sampled_from([b"data", b"data:", b"data: ", b"id:", b"id: 7", b"event: x", b"retry: 15"]),
+    st.builds(bytes.__add__, st.sampled_from([b"data: ", b"id: ", b": ", b"event:", b""]),
+              st.binary(max_size=12).filter(lambda b: b"\r" not in b and b"\n" not in b)),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_raw_line, st.sampled_from([b"\n", b"\r\n", b"\r"])), max_size=30),
+    st.booleans(),
+    st.lists(st.integers(0, 600), max_size=20),
+)
+def test_the_parser_agrees_with_a_line_by_line_reading_of_the_specification(
+    lines, bom, cuts
+) -> None:
+    """Any bytes (invalid UTF-8 included), any line ends, any chunking: the same events,
+    last event id, reconnection time and comment count as the literal reading."""
+    raw = (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + end for line, end in lines)
+    parser = SseParser()
+    events = []
+    previous = 0
+    for cut in [*sorted({min(cut, len(raw)) for cut in cuts}), len(raw)]:
+        events.extend(parser.feed(raw[previous:cut]))
+        previous = cut
+    assert (events, parser.last_event_id, parser.retry_ms, parser.comments) == reference_parse(raw)

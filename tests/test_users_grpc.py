@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
 from tests.test_users_support import (
+    REPO,
     assert_no_failures,
+    harness_command,
+    harness_env,
+    parse_output,
     run_users,
     shared_targets,
     stat,
     stream,
+    wait_for_peers,
     write_locustfile,
 )
 
@@ -69,3 +75,43 @@ def test_grpc_user_reports_a_gap_when_the_server_skips_a_seq(module_targets, tmp
     )
     feed = stream(result, "grpc", "grpc deliver")
     assert (feed["gaps"], feed["missing"], feed["duplicates"]) == (1, 1, 0)
+
+
+FEED = """
+from wirelab.users import GrpcFeedUser
+
+class Feed(GrpcFeedUser):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("per_channel", "connections"), [(None, 1), ("1", 6)], ids=["shared", "one-per-user"]
+)
+def test_grpc_feed_users_share_a_connection_unless_each_is_given_its_own(
+    module_targets, tmp_path, per_channel, connections
+) -> None:
+    """Six subscribers: one HTTP/2 connection carries all six streams by default (up to 100
+    per connection); ``--grpc-streams-per-channel 1`` gives each user a TCP connection of its
+    own. Counted at the target, from its own sockets."""
+    target = module_targets.start("grpc", args=["--rate", "50"])
+    args = ["--grpc-target", target.url("grpc")]
+    if per_channel is not None:
+        args += ["--grpc-streams-per-channel", per_channel]
+    with subprocess.Popen(
+        harness_command(write_locustfile(tmp_path, FEED), users=6, duration=4, args=args),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=harness_env(), cwd=REPO,
+    ) as harness:  # fmt: skip
+        try:
+            seen = wait_for_peers(target.process.pid, [target.ports["grpc"]], connections)
+            time.sleep(1.0)  # had there been more connections, they would be up by now
+            seen = wait_for_peers(target.process.pid, [target.ports["grpc"]], connections)
+            stdout, stderr = harness.communicate(timeout=60)
+        finally:
+            if harness.poll() is None:
+                harness.kill()
+    result = parse_output(stdout, stderr, harness.returncode)
+    assert len(seen[target.ports["grpc"]]) == connections, seen
+    feed = stream(result, "grpc", "grpc deliver")
+    assert feed["connects"] == 6 and feed["connect_failures"] == 0, feed
+    assert feed["delivered"] > 6 * 50 and (feed["gaps"], feed["duplicates"]) == (0, 0), feed

@@ -4,21 +4,19 @@ counted, and the rate split across the workers of a real distributed run."""
 from __future__ import annotations
 
 import csv
-import sys
 import time
 
 import pytest
 
 from tests.test_users_support import (
-    REPO,
     assert_no_failures,
-    harness_env,
+    locust_cluster,
     run_users,
     shared_targets,
     stat,
     write_locustfile,
 )
-from wirelab.processes import ManagedProcess, free_port
+from wirelab.processes import ManagedProcess
 
 module_targets = pytest.fixture(scope="module", name="module_targets")(shared_targets)
 
@@ -143,37 +141,14 @@ def test_a_distributed_run_splits_the_rate_across_workers(module_targets, tmp_pa
             pass
         """,
     )
-    port = free_port()
-    locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
-    env = harness_env()
     run_time = 4
-    master = ManagedProcess(
-        [
-            *locust, "--master", "--headless", "--master-bind-host", "127.0.0.1",
-            "--master-bind-port", str(port), "--expect-workers", "2", "-u", "4", "-r", "4",
-            "-t", f"{run_time}s", "--rate", "30/s", "--rest-url", target.url("rest"),
-            "--csv", str(tmp_path / "run"), "--exit-code-on-error", "0",
-        ],
-        name="locust master", env=env, cwd=REPO, log_path=tmp_path / "master.log",
-    )  # fmt: skip
-    workers = [
-        ManagedProcess(
-            [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
-            name=f"locust worker {index}",
-            env=env,
-            cwd=REPO,
-            log_path=tmp_path / f"worker{index}.log",
-        )
-        for index in range(2)
-    ]
-    with master:
-        for worker in workers:
-            worker.start()
-        try:
-            deadline_ok = _wait_exit(master, 40)
-        finally:
-            for worker in workers:
-                worker.stop(grace=5)
+    master_args = [
+        "-u", "4", "-r", "4", "-t", f"{run_time}s", "--rate", "30/s",
+        "--rest-url", target.url("rest"), "--csv", str(tmp_path / "run"),
+        "--exit-code-on-error", "0",
+    ]  # fmt: skip
+    with locust_cluster(locustfile, tmp_path, workers=2, master_args=master_args) as master:
+        deadline_ok = _wait_exit(master, 40)
     assert deadline_ok, master.log_tail()
     assert master.returncode == 0, master.log_tail()
     rows = {row["Name"]: row for row in csv.DictReader((tmp_path / "run_stats.csv").open())}

@@ -8,18 +8,22 @@ This module holds no tests: the other ``test_users_*`` modules use it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.fixtures.targets import TargetFactory
+from wirelab.processes import ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILES = REPO / "locustfiles"
@@ -126,3 +130,60 @@ def stream(result: dict[str, Any], protocol: str, name: str) -> dict[str, Any]:
 def assert_no_failures(result: dict[str, Any]) -> None:
     failing = {key: entry for key, entry in result["stats"].items() if entry["failures"]}
     assert not failing, f"failures: {failing}\nerrors: {result['errors']}"
+
+
+def peers(pid: int, port: int) -> list[str]:
+    """Addresses of the clients connected to ``port`` of process ``pid``, as it sees them."""
+    return [
+        connection.raddr.ip
+        for connection in psutil.Process(pid).net_connections(kind="tcp")
+        if connection.status == psutil.CONN_ESTABLISHED
+        and connection.laddr.port == port
+        and connection.raddr
+    ]
+
+
+def wait_for_peers(pid: int, ports: list[int], count: int, timeout: float = 30) -> dict:
+    """Poll until every port has ``count`` clients (or time runs out); the peers per port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {port: peers(pid, port) for port in ports}
+        if all(len(found) >= count for found in seen.values()) or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def locust_cluster(
+    locustfile: Path, logs: Path, *, workers: int, master_args: list[str]
+) -> Iterator[ManagedProcess]:
+    """A real Locust master (headless, ZeroMQ on loopback) and ``workers`` worker processes
+    running ``locustfile``; yields the master. Every process is stopped by pid afterwards."""
+    port = free_port()
+    locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+    env = harness_env()
+    master = ManagedProcess(
+        [
+            *locust, "--master", "--headless", "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", str(port), "--expect-workers", str(workers), *master_args,
+        ],
+        name="locust master", env=env, cwd=REPO, log_path=logs / "master.log",
+    )  # fmt: skip
+    started = [
+        ManagedProcess(
+            [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+            name=f"locust worker {index}",
+            env=env,
+            cwd=REPO,
+            log_path=logs / f"worker{index}.log",
+        )
+        for index in range(workers)
+    ]
+    with master:
+        for worker in started:
+            worker.start()
+        try:
+            yield master
+        finally:
+            for worker in started:
+                worker.stop(grace=5)

@@ -97,3 +97,24 @@ def test_ws_user_sends_its_token_as_a_bearer_subprotocol(module_targets, tmp_pat
     refused = run_users(locustfile, users=1, duration=1, args=url, env={"WIRELAB_TOKEN": "wrong"})
     assert stat(refused, "ws", "ws connect")["failures"] >= 1
     assert stream(refused, "ws", "ws deliver")["connect_failures"] >= 1
+
+
+def test_ws_feed_user_answers_the_servers_pings_and_keeps_its_connection(
+    module_targets, tmp_path
+) -> None:
+    """The target pings every 0.2 s and drops a client that has not answered within 0.4 s:
+    three seconds without a disconnect is some fifteen pongs sent from the reading loop."""
+    target = module_targets.start("ws", args=["--rate", "20", "--heartbeat", "0.2s"])
+    locustfile = write_locustfile(
+        tmp_path,
+        """
+        from wirelab.users import WebSocketFeedUser
+
+        class Feed(WebSocketFeedUser):
+            pass
+        """,
+    )
+    result = run_users(locustfile, users=2, duration=3, args=["--ws-url", target.url("ws")])
+    feed = stream(result, "ws", "ws deliver")
+    assert (feed["connects"], feed["disconnects"], feed["connect_failures"]) == (2, 0, 0), feed
+    assert feed["delivered"] > 2 * 20 and feed["gaps"] == 0, feed

@@ -14,8 +14,9 @@ reconnect storm. The policies, named as in a scenario or on the command line::
 
 ``attempt`` counts the reconnect attempts since the last successful connection (0 for the
 first). Values are seconds and accept units (``500ms``, ``2s``, ``1m``). A policy holds
-state (``decorrelated`` remembers its previous delay), so every connection gets its own
-instance: :meth:`ReconnectPolicy.from_spec` per connection, or :meth:`ReconnectPolicy.copy`.
+state (``decorrelated`` remembers its previous delay, and says so with ``stateful``), so
+every connection gets its own instance of it: :meth:`ReconnectPolicy.from_spec` per
+connection, or :meth:`ReconnectPolicy.copy`; a policy without state may be shared.
 Pass ``rng=random.Random(seed)`` for reproducible delays (tests); without it, policies share
 one process-wide generator.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .units import parse_duration
 
@@ -42,6 +43,9 @@ __all__ = [
 #: Longest delay any policy returns: a hint or spec beyond it is a mistake, not a plan.
 MAX_DELAY_S = 600.0
 
+#: One params dict per policy class and parameter values, shared by every policy made so.
+_PARAMS: dict[tuple[Any, ...], dict[str, float]] = {}
+
 #: The RNG of policies built without one. Shared on purpose: a ``random.Random`` holds 2.5 KB
 #: of state, and a worker holds one policy per connection (tens of thousands).
 _SHARED_RNG = random.Random()
@@ -50,10 +54,15 @@ _SHARED_RNG = random.Random()
 class ReconnectPolicy(ABC):
     """Delay before reconnect attempt ``attempt``; subclasses are the named policies."""
 
+    __slots__ = ("params", "rng")
+
     #: The name used in specs (``full_jitter:base=0.5``).
     name: ClassVar[str] = ""
     #: Parameters the spec may set, with their defaults in seconds.
     defaults: ClassVar[dict[str, float]] = {}
+    #: Whether an instance remembers anything between delays; one without state may be
+    #: shared by many connections.
+    stateful: ClassVar[bool] = False
 
     def __init__(self, rng: random.Random | None = None, **params: float) -> None:
         unknown = set(params) - set(self.defaults)
@@ -69,7 +78,9 @@ class ReconnectPolicy(ABC):
                     f"reconnect policy {self.name!r}: {key}={value:g}s is outside "
                     f"0..{MAX_DELAY_S:g}s"
                 )
-        self.params = values
+        #: The parameters in seconds. Read-only: policies with equal parameters share one
+        #: dict (a worker holds a policy per connection).
+        self.params = _PARAMS.setdefault((type(self), *sorted(values.items())), values)
         self.rng = rng if rng is not None else _SHARED_RNG
         self._check()
 
@@ -148,6 +159,8 @@ def _example(policy_class: type[ReconnectPolicy]) -> str:
 class Immediate(ReconnectPolicy):
     """Reconnect at once, every time: the reconnect storm this lab exists to show."""
 
+    __slots__ = ()
+
     name = "immediate"
     defaults: ClassVar[dict[str, float]] = {}
 
@@ -158,6 +171,8 @@ class Immediate(ReconnectPolicy):
 class Fixed(ReconnectPolicy):
     """The same delay every time: clients of one replica still return together."""
 
+    __slots__ = ()
+
     name = "fixed"
     defaults: ClassVar[dict[str, float]] = {"delay": 1.0}
 
@@ -166,6 +181,7 @@ class Fixed(ReconnectPolicy):
 
 
 class _Backoff(ReconnectPolicy):
+    __slots__ = ()
     defaults: ClassVar[dict[str, float]] = {"base": 0.5, "cap": 30.0}
 
     def _check(self) -> None:
@@ -184,6 +200,8 @@ class _Backoff(ReconnectPolicy):
 class Exponential(_Backoff):
     """``min(cap, base * 2**attempt)``: spaces retries out, but keeps clients in lockstep."""
 
+    __slots__ = ()
+
     name = "exponential"
 
     def next_delay(self, attempt: int, hint_s: float | None = None) -> float:
@@ -193,6 +211,8 @@ class Exponential(_Backoff):
 class FullJitter(_Backoff):
     """``uniform(0, min(cap, base * 2**attempt))``: spreads a storm over the whole window."""
 
+    __slots__ = ()
+
     name = "full_jitter"
 
     def next_delay(self, attempt: int, hint_s: float | None = None) -> float:
@@ -201,6 +221,8 @@ class FullJitter(_Backoff):
 
 class Decorrelated(_Backoff):
     """AWS "decorrelated jitter": ``min(cap, uniform(base, previous * 3))``."""
+
+    __slots__ = ("_previous",)
 
     name = "decorrelated"
 
@@ -223,6 +245,8 @@ class ServerHint(FullJitter):
 
     A hint is capped at ``cap``: a server must not be able to park its clients for hours.
     """
+
+    __slots__ = ()
 
     name = "server_hint"
 

@@ -76,7 +76,7 @@ class SseParser:
         #: Comment lines seen (heartbeats).
         self.comments = 0
         self._buffer = b""
-        self._data: list[str] = []
+        self._data: list[bytes] = []
         self._event_type = ""
         self._id_buffer = ""
         self._at_start = True
@@ -97,17 +97,15 @@ class SseParser:
             self._at_start = False
             if buffer.startswith(_BOM):
                 buffer = buffer[len(_BOM) :]
-        events: list[SseEvent] = []
         if b"\r" not in buffer:
             # The common case (servers send LF only): one C-level split.
             lines = buffer.split(b"\n")
             rest = lines.pop()
-            for line in lines:
-                self._line(line, events)
         else:
+            lines = []
             position = 0
             for match in _LINE_END.finditer(buffer):
-                self._line(buffer[position : match.start()], events)
+                lines.append(buffer[position : match.start()])
                 position = match.end()
             rest = buffer[position:]
             if position == len(buffer) and buffer.endswith(b"\r"):
@@ -117,34 +115,43 @@ class SseParser:
                 f"event-stream line longer than {self.max_line_bytes} bytes without a line end"
             )
         self._buffer = rest
+        return self._lines(lines) if lines else []
+
+    def _lines(self, lines: list[bytes]) -> list[SseEvent]:
+        """Interpret complete lines (one loop, no call per line: this runs for every event
+        every subscriber receives). Fields are matched as bytes and only values decoded;
+        since ``:`` and LF are ASCII that decodes exactly as decoding each line would."""
+        events: list[SseEvent] = []
+        data = self._data
+        for raw in lines:
+            if not raw:
+                self.last_event_id = self._id_buffer
+                if data:
+                    text = b"\n".join(data).decode("utf-8", "replace")
+                    events.append(
+                        SseEvent(
+                            self._event_type or "message", text, self.last_event_id, self.retry_ms
+                        )
+                    )
+                    data = self._data = []
+                self._event_type = ""
+                continue
+            if raw[0] == 58:  # ":" a comment
+                self.comments += 1
+                continue
+            colon = raw.find(b":")
+            if colon < 0:
+                name, value = raw, b""
+            else:
+                name = raw[:colon]
+                value = raw[colon + 2 :] if raw[colon + 1 : colon + 2] == b" " else raw[colon + 1 :]
+            if name == b"data":
+                data.append(value)
+            elif name == b"id":
+                if b"\0" not in value:
+                    self._id_buffer = value.decode("utf-8", "replace")
+            elif name == b"event":
+                self._event_type = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit():  # bytes.isdigit: ASCII digits only
+                self.retry_ms = int(value)
         return events
-
-    def _line(self, raw: bytes, events: list[SseEvent]) -> None:
-        if not raw:
-            self._dispatch(events)
-            return
-        if raw[:1] == b":":
-            self.comments += 1
-            return
-        line = raw.decode("utf-8", "replace")
-        name, colon, value = line.partition(":")
-        if colon and value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event_type = value
-        elif name == "id" and "\0" not in value:
-            self._id_buffer = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self.retry_ms = int(value)
-
-    def _dispatch(self, events: list[SseEvent]) -> None:
-        data, event_type = self._data, self._event_type
-        self._data, self._event_type = [], ""
-        self.last_event_id = self._id_buffer
-        if not data:
-            return
-        events.append(
-            SseEvent(event_type or "message", "\n".join(data), self.last_event_id, self.retry_ms)
-        )

@@ -35,7 +35,10 @@ locustfile that uses only SSE never imports gRPC.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+import gevent
 
 from ..limits import raise_open_files_limit
 
@@ -45,6 +48,12 @@ from ..metrics import plugin  # noqa: F401
 from . import open_model, options, preflight  # noqa: F401
 
 raise_open_files_limit()  # every Locust process of wirelab holds its users' connections
+
+# gevent records, for every greenlet it creates, the greenlet that spawned it and ten frames
+# of the spawning stack (for gevent.util's run-info dumps): ~0.6 KiB per user, in a worker
+# that holds tens of thousands. Off, unless GEVENT_TRACK_GREENLET_TREE asks for it.
+if "GEVENT_TRACK_GREENLET_TREE" not in os.environ:
+    gevent.config.track_greenlet_tree = False
 
 if TYPE_CHECKING:
     from .grpc import GrpcFeedUser, GrpcUser, GrpcUserBase

@@ -5,12 +5,14 @@ the gevent hub instead of blocking the whole worker. It must run after gevent's 
 patching (Locust's import does that) and before any channel exists, so it runs here, at
 import, once per process.
 
-One channel per user, reused by every call, as a real client does. ``--grpc-target`` may list
-several ``ip:port`` replicas; the channel balances over them itself (client-side, no proxy):
-with the default ``lb_policy = "pick_first"`` each user's list starts at a different replica
-(users spread evenly) and the channel stays on one until it goes away, then moves to the
-next (the connection-per-client shape of most gRPC clients); ``lb_policy = "round_robin"``
-spreads every call over all replicas. Either way a resubscribe after a drain lands on a live
+A user's calls all go over one channel (one HTTP/2 connection), which it shares with up to
+99 other users of its worker by default (``--grpc-streams-per-channel``; 1 gives every user a
+channel and TCP connection of its own; see :mod:`.grpc_channels` for why). ``--grpc-target``
+may list several ``ip:port`` replicas; the channel balances over them itself (client-side,
+no proxy): with the default ``lb_policy = "pick_first"`` each user's list starts at a
+different replica (users, and so their channels, spread evenly) and the channel stays on one
+until it goes away, then moves to the next; ``lb_policy = "round_robin"`` spreads every call
+over all replicas. Either way a resubscribe after a drain lands on a live
 replica. Calls:
 
 - ``grpc Echo``: unary, with a deadline (``deadline_s``); DEADLINE_EXCEEDED is a failure;
@@ -38,6 +40,7 @@ from typing import Any, ClassVar
 
 import gevent
 import grpc
+import grpc._common as grpc_common
 import grpc.experimental.gevent as grpc_gevent
 import locust  # noqa: F401 - gevent's monkey patching must come before init_gevent
 from gevent.queue import Queue
@@ -45,14 +48,27 @@ from locust import User, between, task
 
 from ..targets.proto import wirelab_pb2 as pb
 from ..targets.proto import wirelab_pb2_grpc as pb_grpc
+from .grpc_channels import ChannelLease, channel_pool
 from .open_model import OpenModelUser, report
-from .options import grpc_endpoints, payload_size, stop_test_on_bad_config, token
-from .stream import StreamEndedError, StreamSession, run_stream_user
+from .options import (
+    grpc_endpoints,
+    grpc_streams_per_channel,
+    payload_size,
+    stop_test_on_bad_config,
+    token,
+)
+from .stream import StreamEndedError, StreamSession, run_stream_user, shared
 from .tls import grpc_credentials, tls_settings
 
 __all__ = ["GrpcFeedUser", "GrpcUser", "GrpcUserBase", "channel_target"]
 
 grpc_gevent.init_gevent()
+# grpcio wakes every waiting call every 0.1 s, so that a main thread blocked on a lock can
+# run signal handlers (grpc/grpc#19464). Under gevent a waiting call is a parked greenlet,
+# signals are the hub's, and the wake-ups are pure cost: 2,000 idle streams spent 41% of a
+# core on them. Waits still end at once when their call has news; this only bounds a wait
+# on news that never comes.
+grpc_common.MAXIMUM_WAIT_TIMEOUT = 60.0
 
 #: Ends the request iterator of a Chat stream (the client half-closes).
 _END = object()
@@ -130,12 +146,16 @@ class GrpcUserBase(OpenModelUser, User):
     #: With several targets: ``pick_first`` (one replica per user at a time, users spread
     #: over the list) or ``round_robin`` (every call to the next replica).
     lb_policy: ClassVar[str] = "pick_first"
-    #: gRPC service config (retry policy); ``None`` leaves the channel's default.
+    #: gRPC service config (retry policy); ``None``: no service config and no retries.
     service_config: ClassVar[dict[str, Any] | None] = SERVICE_CONFIG
     #: Longest wait between connection attempts to one address. Lower it when replicas
     #: appear at addresses the channel already holds (the local lab's prepared slots): a
     #: new replica is found within this time.
     max_reconnect_backoff_ms: ClassVar[int] = 5_000
+    #: Users sharing one channel (HTTP/2 connection); 1 gives every user its own channel and
+    #: TCP connection. ``None``: ``--grpc-streams-per-channel`` (default 100); see
+    #: :mod:`wirelab.users.grpc_channels`.
+    streams_per_channel: ClassVar[int | None] = None
 
     _user_counter: ClassVar[int] = 0
 
@@ -145,6 +165,9 @@ class GrpcUserBase(OpenModelUser, User):
             targets, tls = grpc_endpoints(environment, self.grpc_target, self.host)
             #: TLS channel credentials, or ``None`` for a plaintext channel.
             self.credentials = grpc_credentials(tls_settings(environment)) if tls else None
+            self._streams_per_channel = grpc_streams_per_channel(
+                environment, self.streams_per_channel
+            )
         GrpcUserBase._user_counter += 1
         self.target, extra = channel_target(targets, GrpcUserBase._user_counter, self.lb_policy)
         backoff = ("grpc.max_reconnect_backoff_ms", self.max_reconnect_backoff_ms)
@@ -155,15 +178,20 @@ class GrpcUserBase(OpenModelUser, User):
         ]
         if self.service_config is not None:
             self.channel_options.append(("grpc.service_config", json.dumps(self.service_config)))
+        else:
+            self.channel_options.append(("grpc.enable_retries", 0))
         if self.credentials is not None and len(targets) > 1:
             # An ``ipv4:a,b`` target has no host name to check the certificate against:
             # the first replica's stands for all (replicas of one service share a cert).
             self.channel_options.append(("grpc.default_authority", targets[0]))
+        # Equal for most users: one list for all of them (memory per user).
+        self.channel_options = shared(self.channel_options)
         self.session = StreamSession.for_user(self, self.stream_name)
-        self.payload = b"x" * payload_size(environment, self.payload_size)
+        self.payload = shared(b"x" * payload_size(environment, self.payload_size))
         bearer = token()
         self.metadata = (("authorization", f"Bearer {bearer}"),) if bearer else ()
         self.channel: grpc.Channel | None = None
+        self._lease: ChannelLease | None = None
         self.stub: pb_grpc.LabStub | None = None
         self._ids = itertools.count(1)
         self._subscriber: gevent.Greenlet | None = None
@@ -176,13 +204,11 @@ class GrpcUserBase(OpenModelUser, User):
     _feed_in_user_greenlet: ClassVar[bool] = False
 
     def on_start(self) -> None:
-        if self.credentials is None:
-            self.channel = grpc.insecure_channel(self.target, options=self.channel_options)
-        else:
-            self.channel = grpc.secure_channel(
-                self.target, self.credentials, options=self.channel_options
-            )
-        self.stub = pb_grpc.LabStub(self.channel)
+        self._lease = channel_pool().acquire(
+            self.target, self.channel_options, self.credentials, self._streams_per_channel
+        )
+        self.channel = self._lease.channel
+        self.stub = self._lease.shared(pb_grpc.LabStub)
         if self.subscribe_feed and not self._feed_in_user_greenlet:
             self._subscriber = gevent.spawn(self.session.run_forever, self.subscribe_once)
 
@@ -195,9 +221,10 @@ class GrpcUserBase(OpenModelUser, User):
             self._subscriber.kill(block=False)
             self._subscriber = None
         self._close_chat()
-        if self.channel is not None:
-            self.channel.close()
-            self.channel = None
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            channel_pool().release(lease)
+        self.channel = None
 
     # -- the Subscribe stream (runs in its own greenlet) --------------------------------
 
@@ -208,6 +235,7 @@ class GrpcUserBase(OpenModelUser, User):
         request = pb.SubscribeRequest() if since is None else pb.SubscribeRequest(since=since)
         started = time.perf_counter()
         call = self.stub.Subscribe(request, metadata=self.metadata)
+        del request  # not kept for the life of the stream
         self._stream_call = call
         try:
             # The target sends its headers as soon as the subscription exists: that is
@@ -337,6 +365,9 @@ class GrpcFeedUser(GrpcUserBase):
     abstract = True
     subscribe_feed: ClassVar[bool] = True
     _feed_in_user_greenlet: ClassVar[bool] = True
+    #: No unary calls to retry: a channel without retry machinery (``grpc.enable_retries``
+    #: 0) keeps less state per stream.
+    service_config: ClassVar[dict[str, Any] | None] = None
 
     def run(self) -> None:
         run_stream_user(self, self.feed)

@@ -33,6 +33,12 @@ option                    environment           why
 ``--deliver-sample``      WIRELAB_DELIVER_SA... fraction of delivered events also fired as
                                                 Locust ``<protocol> deliver`` events (their
                                                 figures are always recorded in full)
+``--source-addresses``    WIRELAB_SOURCE_AD...  local addresses to connect from (a list or a
+                                                CIDR), rotated per connection; loopback
+                                                targets spread over 127.0.0.0/8 unasked
+                                                (see :mod:`wirelab.users.source_addresses`)
+``--grpc-streams-per...`` WIRELAB_GRPC_STRE...  gRPC users sharing one channel (HTTP/2
+                                                connection), default 100; 1: one each
 ``--ca-file``             WIRELAB_CA_FILE       PEM bundle the users trust *instead of* the
                                                 default roots, for every protocol (see
                                                 :mod:`wirelab.users.tls`)
@@ -164,6 +170,22 @@ OPTIONS: tuple[Option, ...] = (
         "1.0",
     ),
     Option(
+        "source_addresses",
+        "--source-addresses",
+        "WIRELAB_SOURCE_ADDRESSES",
+        "Local addresses the clients connect from, rotated per connection: comma-separated "
+        "addresses or a CIDR (10.1.0.0/24). Unset: clients of a loopback target spread over "
+        "127.0.0.0/8 by themselves (a block per worker); others let the kernel choose.",
+    ),
+    Option(
+        "grpc_streams_per_channel",
+        "--grpc-streams-per-channel",
+        "WIRELAB_GRPC_STREAMS_PER_CHANNEL",
+        "gRPC users that share one channel (one HTTP/2 connection) in a worker; 1 gives "
+        "every user its own channel and TCP connection.",
+        "100",
+    ),
+    Option(
         "ca_file",
         "--ca-file",
         "WIRELAB_CA_FILE",
@@ -257,6 +279,24 @@ def deliver_sample_every(environment: Any) -> int:
     if not 0 <= fraction <= 1:
         raise ValueError(f"--deliver-sample must be a fraction 0..1, got {text!r}")
     return 0 if fraction == 0 else max(1, round(1 / fraction))
+
+
+def grpc_streams_per_channel(environment: Any, fallback: int | None = None) -> int:
+    """``--grpc-streams-per-channel``: users per shared gRPC channel (1: one each).
+
+    Raises:
+        ValueError: not a whole number of at least 1.
+    """
+    text = setting(
+        environment, "grpc_streams_per_channel", None if fallback is None else str(fallback)
+    )
+    try:
+        value = int(text or "100")
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"--grpc-streams-per-channel must be a whole number >= 1, got {text!r}")
+    return value
 
 
 class MissingTargetError(ValueError):

@@ -31,7 +31,7 @@ from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
 from .options import stop_test_on_bad_config, token
-from .rest import bind_rest_target
+from .rest import bind_rest_target, spread_sources
 from .stream import StreamSession
 from .tls import env_insecure
 
@@ -69,6 +69,10 @@ class _PollUser(FastHttpUser):
     #: Skip certificate verification for this class (as ``--tls-insecure`` does for all);
     #: Locust's own default (skip) is not wirelab's.
     insecure: ClassVar[bool] = env_insecure()
+    #: Local addresses to connect from, rotated per connection; ``--source-addresses``
+    #: wins. Unset, loopback targets spread over 127.0.0.0/8 (see
+    #: :mod:`wirelab.users.source_addresses`).
+    source_addresses: ClassVar[list[str] | None] = None
 
     def __init__(self, environment: Any) -> None:
         with stop_test_on_bad_config(self):
@@ -77,6 +81,8 @@ class _PollUser(FastHttpUser):
         if self.long_poll_wait:
             self.network_timeout = max(self.network_timeout, self.long_poll_wait + 10.0)
         super().__init__(environment)
+        with stop_test_on_bad_config(self):
+            spread_sources(self)
         self.session = StreamSession.for_user(
             self, self.poll_name, deliver_name=f"{self.poll_name} deliver"
         )

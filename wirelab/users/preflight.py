@@ -1,4 +1,5 @@
-"""Before users spawn: every wirelab user class has a target and a TLS setting that works.
+"""Before users spawn: every wirelab user class has a target and a TLS setting that works,
+and the source addresses the users bind to (``--source-addresses``) parse.
 
 Registered on Locust's ``init`` event when :mod:`wirelab.users` is imported. It sits above
 :mod:`.options` (where targets come from) and :mod:`.tls` (how they are trusted), which
@@ -15,7 +16,8 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from ..exitcodes import EXIT_USAGE
-from .options import MissingTargetError, grpc_endpoints, target_urls
+from .options import MissingTargetError, grpc_endpoints, setting, target_urls
+from .source_addresses import parse_source_addresses
 from .tls import TlsConfigError, check_grpc_tls, tls_settings
 
 __all__ = ["check_targets"]
@@ -38,6 +40,12 @@ def check_targets(environment: Any) -> list[str]:
     (Each user would stop the test anyway, with less to say.)
     """
     problems = []
+    source_addresses = setting(environment, "source_addresses")
+    if source_addresses:
+        try:
+            parse_source_addresses(source_addresses)
+        except ValueError as exc:
+            problems.append(str(exc))
     for user_class in getattr(environment, "user_classes", None) or ():
         spec = getattr(user_class, "wirelab_target", None)
         if spec is None:

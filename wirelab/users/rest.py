@@ -20,22 +20,73 @@ tasks with its base's, so a class that wants only its own tasks starts from the 
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import orjson
+from geventhttpclient.client import HTTPClient, HTTPClientPool
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 
 from .open_model import OpenModelUser
 from .options import payload_size, stop_test_on_bad_config, target_urls, token
+from .source_addresses import bind_source, source_addresses_for
 from .tls import configure_fasthttp, env_insecure, tls_settings
 
 __all__ = ["RestEchoUser", "RestUser", "RestUserBase"]
 
 _JSON = "application/json"
+
+
+class _SourceBoundClientPool(HTTPClientPool):
+    """geventhttpclient's per-host client pool, with every new TCP socket bound to the next
+    source address (see :mod:`wirelab.users.source_addresses`)."""
+
+    def __init__(self, environment: Any, class_value: list[str] | None, **client_args: Any):
+        super().__init__(**client_args)
+        self._environment = environment
+        self._class_value = class_value
+
+    def get_client(self, url: Any) -> HTTPClient:
+        known = len(self.clients)
+        client = super().get_client(url)
+        if len(self.clients) != known:
+            sources = source_addresses_for(self._environment, client.host, self._class_value)
+            if sources is not None:
+                # geventhttpclient's socket factory hook ("tcp socket factory") on the
+                # client's connection pool: bind before the pool connects.
+                pool = client._connection_pool
+                make = pool._create_tcp_socket
+
+                def bound_socket(family: int, socktype: int, protocol: int) -> Any:
+                    sock = make(family, socktype, protocol)
+                    source = sources.next()
+                    if (family == socket.AF_INET6) == (":" in source[0]):
+                        bind_source(sock, source)
+                    return sock
+
+                pool._create_tcp_socket = bound_socket
+        return client
+
+
+def spread_sources(user: Any) -> None:
+    """After ``FastHttpUser.__init__``: the user's connections come from the source
+    addresses (a loopback target's 127.0.0.0/8 block, or ``--source-addresses``).
+
+    A class that brings its own shared ``client_pool`` keeps it as it is.
+
+    Raises:
+        ValueError: ``--source-addresses`` does not parse.
+    """
+    agent = user.client.client
+    pool = agent.clientpool
+    if type(pool) is HTTPClientPool:
+        class_value = getattr(user, "source_addresses", None)
+        source_addresses_for(user.environment, "", class_value)  # a bad list fails here
+        agent.clientpool = _SourceBoundClientPool(user.environment, class_value, **pool.client_args)
 
 
 def bind_rest_target(user: Any, environment: Any) -> None:
@@ -72,11 +123,17 @@ class RestUserBase(OpenModelUser, FastHttpUser):
     max_items: ClassVar[int] = 20
     #: Payload bytes per item and echo (``--payload-size`` wins).
     payload_size: ClassVar[int | None] = None
+    #: Local addresses to connect from, rotated per connection; ``--source-addresses``
+    #: wins. Unset, loopback targets spread over 127.0.0.0/8 (see
+    #: :mod:`wirelab.users.source_addresses`).
+    source_addresses: ClassVar[list[str] | None] = None
 
     def __init__(self, environment: Any) -> None:
         with stop_test_on_bad_config(self):
             bind_rest_target(self, environment)
         super().__init__(environment)
+        with stop_test_on_bad_config(self):
+            spread_sources(self)
         self.items: dict[int, str] = {}
         self.payload = "x" * payload_size(environment, self.payload_size)
         bearer = token()

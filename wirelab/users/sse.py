@@ -1,13 +1,15 @@
 """``SseUser``: one Server-Sent Events stream per user, checked event by event.
 
-Transport: a plain gevent socket, HTTP/1.1 framing by geventhttpclient's llhttp parser (the
-C parser Locust's FastHttpUser already ships), and the event stream by
-:mod:`wirelab.sse_parser`. Why not FastHttpUser or requests: geventhttpclient's response
-``read(n)`` waits until ``n`` bytes have arrived, which holds back a quiet stream's events
-(lag would measure the buffer, not the server); requests/urllib3 streaming works under gevent
-but costs tens of KB per connection (session, pool, buffered reader), and this user is the
-one people run 20,000 of per worker. Here a connection is a socket, a parser and a greenlet;
-body bytes go to the event-stream parser the moment they arrive.
+Transport: a plain gevent socket; the status line and headers parsed by geventhttpclient's
+llhttp parser (the C parser Locust's FastHttpUser already ships), the body's framing by
+:mod:`wirelab.http_body` and the event stream by :mod:`wirelab.sse_parser`, read in event-loop
+callbacks (:mod:`.socket_reader`). Why not FastHttpUser or requests: geventhttpclient's
+response ``read(n)`` waits until ``n`` bytes have arrived, which holds back a quiet stream's
+events (lag would measure the buffer, not the server); requests/urllib3 streaming works under
+gevent but costs tens of KB per connection (session, pool, buffered reader), and this user is
+the one people run tens of thousands of per worker. Here a connection is a socket, two small
+decoders and the user's greenlet; body bytes go to the event-stream parser the moment they
+arrive.
 
 Behaviour, as a browser's EventSource plus what a load test needs:
 
@@ -31,25 +33,26 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import orjson
-from geventhttpclient.response import HTTPResponse
+from geventhttpclient.response import HTTPParseError, HTTPResponse
 from locust import User, task
 
+from ..http_body import BodyDecoder, BodyFramingError
 from ..sse_parser import SseEvent, SseParser
 from .options import stop_test_on_bad_config, target_urls, token
+from .socket_reader import RECV_BYTES as _RECV_BYTES
+from .socket_reader import IdleStreamError, SocketReader
+from .source_addresses import source_addresses_for
 from .stream import (
     GoAwayError,
     StreamEndedError,
     StreamSession,
     open_socket,
     run_stream_user,
+    shared,
 )
 from .tls import client_context, stream_tls
 
 __all__ = ["SseHttpError", "SseUser", "ZombieStreamError"]
-
-#: Bytes per read: big enough for a burst of events in one call, small enough that a
-#: read does not first allocate (and then shrink) a large buffer for a few bytes.
-_RECV_BYTES = 16 * 1024
 
 
 class SseHttpError(ConnectionError):
@@ -60,19 +63,70 @@ class ZombieStreamError(ConnectionError):
     """No bytes (not even a heartbeat) for ``read_timeout`` seconds."""
 
 
-class _StreamResponse(HTTPResponse):
-    """llhttp parses the HTTP framing (chunked or not); body bytes go straight to the parser."""
+#: Longest response head (status line and headers) read before the stream is refused.
+MAX_HEAD_BYTES = 64 * 1024
 
-    def __init__(self, parser: SseParser) -> None:
-        super().__init__("GET")
-        self.sse = parser
-        self.events: list[SseEvent] = []
 
-    def _on_body(self, buf: bytearray) -> None:
-        if self.get_code() == 200:
-            self.events.extend(self.sse.feed(bytes(buf)))
-        elif len(self._body_buffer) < 4096:
-            self._body_buffer += buf
+def read_head(sock: Any) -> tuple[HTTPResponse, bytes]:
+    """Read the response's status line and headers, parsed by llhttp, and return them with
+    the body bytes that arrived in the same reads.
+
+    Raises:
+        StreamEndedError: the connection closed first.
+        SseHttpError: no end of the headers within :data:`MAX_HEAD_BYTES`, or not a
+            response llhttp can parse.
+    """
+    buffer = b""
+    while True:
+        data = sock.recv(_RECV_BYTES)
+        if not data:
+            raise StreamEndedError("connection closed before the response headers")
+        buffer += data
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            end += 4
+            break
+        end = buffer.find(b"\n\n")
+        if end >= 0:
+            end += 2
+            break
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise SseHttpError(f"no end of the response headers in {MAX_HEAD_BYTES} bytes")
+    response = HTTPResponse("GET")
+    try:
+        response.feed(buffer[:end])
+    except HTTPParseError as exc:
+        raise SseHttpError(f"malformed response: {exc}") from None
+    if not response.headers_complete:
+        raise SseHttpError("malformed response headers")
+    return response, buffer[end:]
+
+
+class _OpenStream:
+    """One open event stream: body framing, event-stream parsing, the session's checks.
+
+    ``on_data`` runs for every read (in the event loop, see :mod:`.socket_reader`).
+    """
+
+    __slots__ = ("_body", "_parser", "_user")
+
+    def __init__(self, user: SseUser, body: BodyDecoder) -> None:
+        self._body = body
+        self._parser = SseParser()
+        self._user = user
+
+    def on_data(self, data: bytes) -> None:
+        body = self._body
+        payload = body.feed(data)
+        if payload:
+            parser = self._parser
+            events = parser.feed(payload)
+            if events:
+                self._user._handle(events)
+            if parser.retry_ms is not None:
+                self._user.session.sticky_hint_s = parser.retry_ms / 1000
+        if body.complete:
+            raise StreamEndedError("server ended the stream")
 
 
 class SseUser(User):
@@ -94,24 +148,28 @@ class SseUser(User):
     connect_timeout: ClassVar[float] = 10.0
     #: No bytes for this long means a dead connection (targets heartbeat every 15 s).
     read_timeout: ClassVar[float] = 45.0
-    #: Local addresses to connect from, rotated per connection (past ~28k connections to
-    #: one server port, spread them over 127.0.0.0/8 or several interfaces).
+    #: Local addresses to connect from, rotated per connection; ``--source-addresses``
+    #: wins. Unset, loopback targets spread over 127.0.0.0/8 (see
+    #: :mod:`wirelab.users.source_addresses`).
     source_addresses: ClassVar[list[str] | None] = None
 
     #: Verify the server's certificate on https URLs; ``False`` skips it for this class, as
     #: ``--tls-insecure`` does for all (self-signed labs only). ``--ca-file`` names the CA.
     verify_tls: ClassVar[bool] = True
 
-    _source_counter: ClassVar[int] = 0
     _user_counter: ClassVar[int] = 0
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         with stop_test_on_bad_config(self):
-            self.urls = target_urls(environment, "sse_url", self.sse_url, self.host, "http")
-            self._tls = stream_tls(
-                environment, self.urls, secure_scheme="https://", insecure=not self.verify_tls
+            self.urls = shared(target_urls(environment, "sse_url", self.sse_url, self.host, "http"))
+            self._tls = shared(
+                stream_tls(
+                    environment, self.urls, secure_scheme="https://", insecure=not self.verify_tls
+                )
             )
+            # A source address list that cannot work stops the run here, not per connect.
+            source_addresses_for(environment, "", self.source_addresses)
         self.session = StreamSession.for_user(self, self.stream_name)
         # Users spread over the replicas from the start, then rotate on each reconnect.
         SseUser._user_counter += 1
@@ -142,13 +200,6 @@ class SseUser(User):
         :mod:`wirelab.users.tls`)."""
         return client_context(self._tls)
 
-    def _source_address(self) -> tuple[str, int] | None:
-        addresses = self.source_addresses
-        if not addresses:
-            return None
-        SseUser._source_counter += 1
-        return (addresses[SseUser._source_counter % len(addresses)], 0)
-
     def _request(self, url: str, since: int | None) -> tuple[str, int, bool, bytes]:
         parts = urlsplit(url)
         host = parts.hostname or "127.0.0.1"
@@ -167,50 +218,49 @@ class SseUser(User):
         session = self.session
         host, port, tls, request = self._request(session.next_url(self.urls), since)
         started = time.perf_counter()
-        sock = open_socket(host, port, self.connect_timeout, self._source_address())
+        sources = source_addresses_for(self.environment, host, self.source_addresses)
+        source = sources.next() if sources is not None else None
+        sock = open_socket(host, port, self.connect_timeout, source)
+        reader = None
         try:
             if tls:
                 sock = self.tls_context().wrap_socket(sock, server_hostname=host)
             sock.sendall(request)
-            parser = SseParser()
-            response = _StreamResponse(parser)
-            while not response.headers_complete:
-                data = sock.recv(_RECV_BYTES)
-                if not data:
-                    raise StreamEndedError("connection closed before the response headers")
-                response.feed(data)
-            status = response.status_code
-            content_type = str(response.get("content-type") or "")
-            if status != 200 or not content_type.startswith("text/event-stream"):
-                raise SseHttpError(f"HTTP {status} {content_type or 'without content type'}")
+            del request  # an idle stream keeps nothing it does not need (memory)
+            stream, first = self._open(sock)
             session.connected(time.perf_counter() - started)
-            # Headers are checked; an idle stream should not keep their index (memory).
-            response._headers_index.clear()
-            sock.settimeout(self.read_timeout)
-            self._read(sock, response)
-        finally:
-            sock.close()
-
-    def _read(self, sock: Any, response: _StreamResponse) -> None:
-        session = self.session
-        parser = response.sse
-        events = response.events
-        self._handle(events)
-        while not response.message_complete:
+            if first:
+                stream.on_data(first)
+            del first
+            # From here the reader owns the socket (and keeps only what it reads from).
+            reader, sock = SocketReader(sock, stream.on_data), None
             try:
-                data = sock.recv(_RECV_BYTES)
-            except TimeoutError:
+                reader.run(self.read_timeout)
+            except IdleStreamError:
                 raise ZombieStreamError(
                     f"no bytes for {self.read_timeout:g}s (not even a heartbeat)"
                 ) from None
-            if not data:
-                raise StreamEndedError("server closed the stream")
-            response.feed(data)
-            if events:
-                self._handle(events)
-            if parser.retry_ms is not None:
-                session.sticky_hint_s = parser.retry_ms / 1000
-        raise StreamEndedError("server ended the stream")
+            raise StreamEndedError("server closed the stream")
+        finally:
+            if reader is not None:
+                reader.close()
+            elif sock is not None:
+                sock.close()
+
+    def _open(self, sock: Any) -> tuple[_OpenStream, bytes]:
+        """Check the response is an event stream; the stream and the body bytes so far."""
+        response, first = read_head(sock)
+        status = response.status_code
+        content_type = str(response.get("content-type") or "")
+        if status != 200 or not content_type.startswith("text/event-stream"):
+            raise SseHttpError(f"HTTP {status} {content_type or 'without content type'}")
+        try:
+            body = BodyDecoder.for_headers(
+                response.get("transfer-encoding"), response.get("content-length")
+            )
+        except BodyFramingError as exc:
+            raise SseHttpError(str(exc)) from None
+        return _OpenStream(self, body), first
 
     def _handle(self, events: list[SseEvent]) -> None:
         session = self.session

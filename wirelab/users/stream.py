@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,7 @@ from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 from ..metrics.recorder import recorder
 from ..reconnect import ReconnectPolicy
 from ..sequence import SequenceChecker
+from .source_addresses import bind_source
 
 __all__ = [
     "GoAwayError",
@@ -44,6 +46,7 @@ __all__ = [
     "now_us",
     "open_socket",
     "run_stream_user",
+    "shared",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,29 @@ _STREAM_CONTEXT: dict[str, Any] = {"wirelab_stream": True}
 #: A connection that lasted this long counts as a success even if no event arrived (an idle
 #: feed), so the backoff starts over at attempt 0.
 STABLE_AFTER_S = 5.0
+
+
+_shared_values: dict[Any, Any] = {}
+
+
+def shared(value: Any) -> Any:
+    """One object for every equal ``value`` in this process (a list of URLs, a settings
+    object), for what users hold read-only: a worker holds tens of thousands of users.
+
+    Lists are compared by their items; anything else must be hashable.
+    """
+    key = (type(value), tuple(value)) if isinstance(value, list) else (type(value), value)
+    return _shared_values.setdefault(key, value)
+
+
+_shared_policies: dict[tuple[type, str], ReconnectPolicy] = {}
+
+
+def _one_per_connection_or_shared(policy: ReconnectPolicy) -> ReconnectPolicy:
+    """A policy with state stays the connection's own; one without is shared by all."""
+    if policy.stateful:
+        return policy
+    return _shared_policies.setdefault((type(policy), policy.spec), policy)
 
 
 def now_us() -> int:
@@ -86,6 +112,33 @@ class StreamSession:
     one resumes from :attr:`resume_point`.
     """
 
+    # Tens of thousands live in one worker: no per-instance dict.
+    __slots__ = (
+        "_connected_at",
+        "_disconnected_at",
+        "_events_this_connection",
+        "_ever_connected",
+        "_hint_s",
+        "_request_event",
+        "_runner",
+        "_sampled",
+        "_url_index",
+        "attempt",
+        "checker",
+        "closed",
+        "connect_name",
+        "deliver_name",
+        "environment",
+        "initial_since",
+        "is_connected",
+        "name",
+        "policy",
+        "protocol",
+        "sample_every",
+        "series",
+        "sticky_hint_s",
+    )
+
     def __init__(
         self,
         environment: Any,
@@ -102,14 +155,16 @@ class StreamSession:
         self.protocol = protocol
         self.name = name
         self.deliver_name = deliver_name or name
-        self.connect_name = connect_name or f"{protocol} connect"
+        # One string per name, not one per session.
+        self.connect_name = sys.intern(connect_name or f"{protocol} connect")
         self.policy = policy
         self.initial_since = since
         self.sample_every = sample_every
         # Lags go to the histogram; a per-event list would grow without bound in a soak.
         self.checker = SequenceChecker(keep_lags=False)
         self.series = recorder().stream(protocol, name)
-        self._fire = environment.events.request.fire if environment is not None else None
+        # The event hook, not its bound ``fire``: one object fewer per session.
+        self._request_event = environment.events.request if environment is not None else None
         # Users start once the runner exists; looked up here, not on every event.
         self._runner = getattr(environment, "runner", None)
         self._sampled = 0
@@ -161,8 +216,8 @@ class StreamSession:
         series.connected += 1
         self._connected_at = time.monotonic()
         self._events_this_connection = 0
-        if handshake_s is not None and self._fire is not None:
-            self._fire(
+        if handshake_s is not None and self._request_event is not None:
+            self._request_event.fire(
                 request_type=self.protocol,
                 name=self.connect_name,
                 response_time=handshake_s * 1000,
@@ -174,8 +229,8 @@ class StreamSession:
     def connect_failed(self, error: BaseException, handshake_s: float = 0.0) -> None:
         """A connection attempt failed before the stream was established."""
         self.series.connect_failures += 1
-        if self._fire is not None:
-            self._fire(
+        if self._request_event is not None:
+            self._request_event.fire(
                 request_type=self.protocol,
                 name=self.connect_name,
                 response_time=handshake_s * 1000,
@@ -239,8 +294,8 @@ class StreamSession:
         if self._disconnected_at is not None and verdict in ("ok", "gap"):
             series.reconnect_time.record((time.monotonic() - self._disconnected_at) * 1e6)
             self._disconnected_at = None
-        fire = self._fire
-        if fire is None:
+        request_event = self._request_event
+        if request_event is None:
             return verdict
         if verdict == "ok":
             every = self.sample_every
@@ -255,7 +310,7 @@ class StreamSession:
             exception = SequenceAnomalyError(f"gap before seq {seq}")
         else:
             exception = SequenceAnomalyError(f"{verdict.replace('_', ' ')} seq {seq}")
-        fire(
+        request_event.fire(
             request_type=self.protocol,
             name=self.deliver_name,
             response_time=lag_us / 1000,
@@ -298,7 +353,7 @@ class StreamSession:
             environment,
             user.protocol,
             name,
-            policy=reconnect_policy(environment, user.reconnect),
+            policy=_one_per_connection_or_shared(reconnect_policy(environment, user.reconnect)),
             since=user.start_since,
             sample_every=deliver_sample_every(environment),
             **extra,
@@ -353,28 +408,44 @@ class StreamSession:
 
 
 def open_socket(host: str, port: int, timeout: float, source: tuple[str, int] | None = None) -> Any:
-    """A connected (gevent) TCP socket; IP literals skip name resolution.
+    """A connected (gevent) TCP socket, bound to ``source`` if given and of the target's
+    family (the port chosen at connect, see :mod:`.source_addresses`).
 
-    gevent resolves names in a small thread pool: fine for one connection, but a reconnect
-    storm of thousands of clients to ``127.0.0.1`` would queue behind it and measure the
-    resolver instead of the server.
+    IP literals skip name resolution: gevent resolves names in a small thread pool, fine for
+    one connection, but a reconnect storm of thousands of clients to ``127.0.0.1`` would
+    queue behind it and measure the resolver instead of the server.
     """
     from gevent import socket  # noqa: PLC0415 - this module stays importable without sockets
 
+    source_family = None
+    if source is not None:
+        source_family = socket.AF_INET6 if ":" in source[0] else socket.AF_INET
     try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        literal = ipaddress.ip_address(host)
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        targets = [(family, (host, port))]
     except ValueError:
-        return socket.create_connection((host, port), timeout=timeout, source_address=source)
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        if source is not None:
-            sock.bind(source)
-        sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+        resolved = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        targets = [(info[0], info[4]) for info in resolved]
+        # "localhost" may resolve to ::1 first: try the source's family first.
+        targets.sort(key=lambda target: target[0] != source_family)
+    error: OSError = OSError(f"{host}: no address to connect to")
+    for family, address in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            if source is not None and family == source_family:
+                bind_source(sock, source)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error
 
 
 def run_stream_user(user: Any, loop: Callable[[], None]) -> None:

@@ -1,9 +1,11 @@
 """``WebSocketUser``: echo and ping round trips with ids, and the feed, on one WebSocket.
 
-Built on websocket-client (sockets made cooperative by gevent, as Locust patches them). Each
-user owns one connection, managed by a :class:`~wirelab.users.stream.StreamSession` in its
-own receive greenlet: it connects (the next URL of ``--ws-url`` each time), subscribes to the
-feed with ``since`` = the last seq delivered, and reads every frame:
+Built on websocket-client (sockets made cooperative by gevent, as Locust patches them): it
+does the handshake and every send. Each user owns one connection, managed by a
+:class:`~wirelab.users.stream.StreamSession` in its own receive greenlet: it connects (the
+next URL of ``--ws-url`` each time), subscribes to the feed with ``since`` = the last seq
+delivered, and reads every frame, in event-loop callbacks (:mod:`.socket_reader`, frames
+split by :mod:`wirelab.ws_frames`; pongs and the close handshake go out from the greenlet):
 
 - ``event`` / ``reset`` frames go to the session's checks (``ws deliver``);
 - ``echo`` / ``pong`` replies wake the task waiting for that ``id``;
@@ -25,6 +27,7 @@ import contextlib
 import itertools
 import ssl
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -34,8 +37,11 @@ import websocket
 from gevent.event import AsyncResult, Event
 from locust import User, between, task
 
+from ..ws_frames import FrameReader
 from .open_model import OpenModelUser, report
 from .options import payload_size, stop_test_on_bad_config, target_urls, token
+from .socket_reader import IdleStreamError, SocketReader
+from .source_addresses import source_addresses_for
 from .stream import (
     GoAwayError,
     StreamEndedError,
@@ -43,6 +49,7 @@ from .stream import (
     now_us,
     open_socket,
     run_stream_user,
+    shared,
 )
 from .tls import client_context, stream_tls
 
@@ -90,33 +97,41 @@ class WebSocketUserBase(OpenModelUser, User):
     #: No frame at all (the server pings every 15 s) for this long: a dead connection.
     read_timeout: ClassVar[float] = 45.0
     payload_size: ClassVar[int | None] = None
-    #: Local addresses to connect from, rotated per connection (see ``SseUser``).
+    #: Local addresses to connect from, rotated per connection; ``--source-addresses``
+    #: wins. Unset, loopback targets spread over 127.0.0.0/8 (see
+    #: :mod:`wirelab.users.source_addresses`).
     source_addresses: ClassVar[list[str] | None] = None
     #: Verify the server's certificate on wss URLs; ``False`` skips it for this class, as
     #: ``--tls-insecure`` does for all (self-signed labs only). ``--ca-file`` names the CA.
     verify_tls: ClassVar[bool] = True
 
-    _source_counter: ClassVar[int] = 0
     _user_counter: ClassVar[int] = 0
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         with stop_test_on_bad_config(self):
-            self.urls = target_urls(environment, "ws_url", self.ws_url, self.host, "ws")
-            self._tls = stream_tls(
-                environment, self.urls, secure_scheme="wss://", insecure=not self.verify_tls
+            self.urls = shared(target_urls(environment, "ws_url", self.ws_url, self.host, "ws"))
+            self._tls = shared(
+                stream_tls(
+                    environment, self.urls, secure_scheme="wss://", insecure=not self.verify_tls
+                )
             )
+            # A source address list that cannot work stops the run here, not per connect.
+            source_addresses_for(environment, "", self.source_addresses)
         self.session = StreamSession.for_user(self, self.stream_name)
         WebSocketUserBase._user_counter += 1
         self.session.start_at(WebSocketUserBase._user_counter)
-        self.payload = "x" * payload_size(environment, self.payload_size)
+        self.payload = shared("x" * payload_size(environment, self.payload_size))
         bearer = token()
-        self._subprotocols = [*self.subprotocols, *([f"bearer.{bearer}"] if bearer else [])]
+        self._subprotocols = shared([*self.subprotocols, *([f"bearer.{bearer}"] if bearer else [])])
         self.ws: websocket.WebSocket | None = None
-        self._ready = Event()
-        self._pending: dict[int, AsyncResult] = {}
-        self._ids = itertools.count(1)
+        # Set while connected; a feed subscriber, which nothing waits on, makes it on demand.
+        self._ready: Event | None = None if self._feed_in_user_greenlet else Event()
+        # Replies awaited by id; made by the first round trip (a feed subscriber has none).
+        self._pending: dict[int, AsyncResult] | None = None
+        self._ids: Iterator[int] | None = None
         self._receiver: gevent.Greenlet | None = None
+        self._connection_state: _Connection | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -129,6 +144,9 @@ class WebSocketUserBase(OpenModelUser, User):
 
     def on_stop(self) -> None:
         self.session.close()
+        connection = self._connection_state
+        if connection is not None:
+            connection.reader.cancel()  # before the socket closes under it
         if self._receiver is not None:
             self._receiver.kill(block=False)
             self._receiver = None
@@ -139,13 +157,10 @@ class WebSocketUserBase(OpenModelUser, User):
     # -- the connection (runs in the receive greenlet) ------------------------------------
 
     def _open_socket(self, url: str) -> Any:
-        source = None
-        if self.source_addresses:
-            WebSocketUserBase._source_counter += 1
-            addresses = self.source_addresses
-            source = (addresses[WebSocketUserBase._source_counter % len(addresses)], 0)
         parts = urlsplit(url)
         host = parts.hostname or "127.0.0.1"
+        sources = source_addresses_for(self.environment, host, self.source_addresses)
+        source = sources.next() if sources is not None else None
         tls = parts.scheme == "wss"
         sock = open_socket(host, parts.port or (443 if tls else 80), self.connect_timeout, source)
         if not tls:
@@ -167,7 +182,10 @@ class WebSocketUserBase(OpenModelUser, User):
         """Connect, subscribe after ``since``, and read frames until the connection ends."""
         session = self.session
         url = session.next_url(self.urls) + self.ws_path
-        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        # Only a user with tasks sends from two greenlets (its tasks, and pongs from here).
+        ws = websocket.WebSocket(
+            enable_multithread=not self._feed_in_user_greenlet, skip_utf8_validation=True
+        )
         started = time.perf_counter()
         try:
             ws.connect(
@@ -183,69 +201,36 @@ class WebSocketUserBase(OpenModelUser, User):
             ws.shutdown()
             raise
         session.connected(time.perf_counter() - started)
+        ws.handshake_response = None  # its headers, kept for the connection's life otherwise
+        connection = None
         try:
-            ws.settimeout(self.read_timeout)
+            ws.settimeout(self.read_timeout)  # for sends; reads are the reader's
             if self.subscribe_feed:
                 ws.send(
                     orjson.dumps({"type": "subscribe", "since": since}), websocket.ABNF.OPCODE_TEXT
                 )
             self.ws = ws
-            self._ready.set()
-            self._read(ws)
+            if self._ready is not None:
+                self._ready.set()
+            connection = self._connection_state = _Connection(self, ws)
+            try:
+                connection.reader.run(self.read_timeout)
+            except IdleStreamError:
+                raise ConnectionError(f"no frame for {self.read_timeout:g}s") from None
+            raise StreamEndedError("connection closed without a close frame")
         finally:
-            self._ready.clear()
+            if self._connection_state is connection:
+                self._connection_state = None
+            if self._ready is not None:
+                self._ready.clear()
             if self.ws is ws:
                 self.ws = None
             self._fail_pending(NotConnectedError("connection closed while waiting for the reply"))
             ws.shutdown()
 
-    def _read(self, ws: websocket.WebSocket) -> None:
-        session = self.session
-        pending = self._pending
-        text = websocket.ABNF.OPCODE_TEXT
-        close = websocket.ABNF.OPCODE_CLOSE
-        loads = orjson.loads
-        while True:
-            try:
-                opcode, frame = ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
-                raise ConnectionError(f"no frame for {self.read_timeout:g}s") from None
-            except websocket.WebSocketConnectionClosedException as exc:
-                raise StreamEndedError("connection closed without a close frame") from exc
-            if opcode == text:
-                data = frame.data
-                message = loads(data)
-                kind = message.get("type")
-                if kind == "event":
-                    session.event(message["seq"], message["ts"], len(data))
-                elif kind in ("echo", "pong"):
-                    waiter = pending.pop(message.get("id"), None)
-                    if waiter is not None:
-                        waiter.set(message)
-                elif kind == "reset":
-                    session.reset(int(message["since"]), int(message["first"]))
-                elif kind == "subscribed":
-                    session.anchor(int(message.get("since") or 0))
-                elif kind == "error":
-                    waiter = pending.pop(message.get("id"), None)
-                    if waiter is not None:
-                        waiter.set_exception(ReplyMismatchError(message.get("message", "error")))
-            elif opcode == close:
-                self._closed(frame.data)
-
-    def _closed(self, data: bytes) -> None:
-        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-        if code != GOING_AWAY:
-            raise StreamEndedError(f"closed by the server with code {code}")
-        hint_ms = None
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-            hint_ms = orjson.loads(data[2:]).get("reconnect_after_ms")
-        self.session.goaway(None if hint_ms is None else hint_ms / 1000)
-        raise GoAwayError("server is going away (1001)")
-
     def _fail_pending(self, error: Exception) -> None:
-        pending, self._pending = self._pending, {}
-        for waiter in pending.values():
+        pending, self._pending = self._pending, None
+        for waiter in (pending or {}).values():
             waiter.set_exception(error)
 
     # -- request/response -------------------------------------------------------------
@@ -253,6 +238,8 @@ class WebSocketUserBase(OpenModelUser, User):
     def _connection(self) -> websocket.WebSocket:
         ws = self.ws
         if ws is None:
+            if self._ready is None:
+                self._ready = Event()
             self._ready.wait(self.request_timeout)
             ws = self.ws
             if ws is None:
@@ -264,6 +251,8 @@ class WebSocketUserBase(OpenModelUser, User):
     ) -> dict[str, Any] | None:
         """Send ``{"type": kind, "id", "ts", **extra}``, wait for the reply with that id."""
         sent = time.perf_counter()
+        if self._ids is None:
+            self._ids = itertools.count(1)
         message_id = next(self._ids)
         waiter = AsyncResult()
         reply = None
@@ -272,6 +261,8 @@ class WebSocketUserBase(OpenModelUser, User):
         try:
             ws = self._connection()
             sent = time.perf_counter()
+            if self._pending is None:
+                self._pending = {}
             self._pending[message_id] = waiter
             ws.send(
                 orjson.dumps({"type": kind, "id": message_id, "ts": now_us(), **extra}),
@@ -283,7 +274,8 @@ class WebSocketUserBase(OpenModelUser, User):
         except (websocket.WebSocketException, OSError, ReplyMismatchError) as exc:
             error = exc
         finally:
-            self._pending.pop(message_id, None)
+            if self._pending is not None:
+                self._pending.pop(message_id, None)
         done = time.perf_counter()
         if reply is not None:
             length = len(reply.get("payload") or "")
@@ -305,6 +297,59 @@ class WebSocketUserBase(OpenModelUser, User):
 
     def open_operation(self, intended: float) -> None:
         self.echo(intended)
+
+
+class _Connection(FrameReader):
+    """One open WebSocket of a user: what each incoming frame does (in the event loop)."""
+
+    __slots__ = ("_session", "_user", "_ws", "reader")
+
+    def __init__(self, user: WebSocketUserBase, ws: websocket.WebSocket) -> None:
+        super().__init__(ws)
+        self._user = user
+        self._session = user.session
+        self._ws = ws
+        self.reader = SocketReader(ws.sock, self.feed)
+
+    def on_message(self, data: bytes) -> None:
+        message = orjson.loads(data)
+        kind = message.get("type")
+        if kind == "event":
+            self._session.event(message["seq"], message["ts"], len(data))
+        elif kind in ("echo", "pong"):
+            pending = self._user._pending
+            waiter = pending.pop(message.get("id"), None) if pending else None
+            if waiter is not None:
+                waiter.set(message)
+        elif kind == "reset":
+            self._session.reset(int(message["since"]), int(message["first"]))
+        elif kind == "subscribed":
+            self._session.anchor(int(message.get("since") or 0))
+        elif kind == "error":
+            pending = self._user._pending
+            waiter = pending.pop(message.get("id"), None) if pending else None
+            if waiter is not None:
+                waiter.set_exception(ReplyMismatchError(message.get("message", "error")))
+
+    def on_control(self, opcode: int, data: bytes) -> None:
+        # Replies go out from the connection's greenlet: the event loop must not block.
+        if opcode == websocket.ABNF.OPCODE_PING:
+            ws = self._ws
+            self.reader.defer(lambda: ws.pong(data))
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            self.reader.defer(lambda: self._closed(data))
+
+    def _closed(self, data: bytes) -> None:
+        with contextlib.suppress(websocket.WebSocketException, OSError):
+            self._ws.send_close()
+        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+        if code != GOING_AWAY:
+            raise StreamEndedError(f"closed by the server with code {code}")
+        hint_ms = None
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            hint_ms = orjson.loads(data[2:]).get("reconnect_after_ms")
+        self._session.goaway(None if hint_ms is None else hint_ms / 1000)
+        raise GoAwayError("server is going away (1001)")
 
 
 class WebSocketUser(WebSocketUserBase):
