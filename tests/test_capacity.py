@@ -21,7 +21,7 @@ import yaml
 
 from wirelab.capacity import CLIENT_PROCESS_FDS, target_max_connections, target_process_plan
 from wirelab.limits import HostLimits, listen_backlog
-from wirelab.preflight import capacity_problems
+from wirelab.preflight import capacity_problems, client_source_addresses
 from wirelab.processes import free_port
 from wirelab.scenarios import Scenario, load_scenario, parse_scenario
 from wirelab.targets.collector import GC_THRESHOLDS
@@ -168,6 +168,22 @@ def test_connections_beyond_one_source_addresss_ephemeral_ports_name_the_port_ra
     assert "30000 sse connections" in problem and "28232 ephemeral ports" in problem
     assert problem.endswith("spread the clients over 2 source addresses")
     assert capacity_problems(many, LIMITS, lab_protocols=["sse"], source_addresses=2) == []
+
+
+def test_loopback_clients_count_each_workers_address_block_and_remote_ones_what_they_are_given():
+    many = scenario(workers=6, users={"sse": 60_000, "ws": 30_000, "grpc": 20_000})
+    lab = client_source_addresses(many, {}, env={})
+    assert lab == {"sse": 6 * 254, "ws": 6 * 254, "grpc": 1}
+    assert capacity_problems(many, LIMITS, lab_protocols=["sse"], source_addresses=lab) == []
+    # 20,000 gRPC users share 200 connections: no source-port problem from one address.
+    remote = {"ws": "ws://10.0.0.7:8082", "sse": "http://127.0.0.9:8081,http://localhost:1"}
+    counts = client_source_addresses(many, remote, env={})
+    assert counts == {"sse": 6 * 254, "ws": 1, "grpc": 1}
+    (problem,) = capacity_problems(many, LIMITS, source_addresses=counts)
+    assert problem.startswith("30000 ws connections") and "from 1 source address(es)" in problem
+    given = client_source_addresses(many, remote, env={"WIRELAB_SOURCE_ADDRESSES": "10.0.1.0/29"})
+    assert given == {"sse": 6, "ws": 6, "grpc": 1}
+    assert capacity_problems(many, LIMITS, source_addresses=given) == []
 
 
 def test_a_replicated_run_beyond_haproxys_one_process_names_the_proxy_and_the_way_around() -> None:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 __all__ = [
     "CLIENT_PROCESS_FDS",
+    "GRPC_STREAMS_PER_CHANNEL",
     "REFUSAL_HEADROOM",
     "TARGET_PROCESS_FDS",
     "target_max_connections",
@@ -32,6 +33,9 @@ __all__ = [
     "target_processes",
 ]
 
+#: gRPC users a worker puts on one shared channel (one HTTP/2 connection) unless told
+#: otherwise (RFC 9113 5.1.2: a server should allow at least 100 concurrent streams).
+GRPC_STREAMS_PER_CHANNEL = 100
 #: Descriptors a Locust process keeps besides its users' connections (measured 20-75).
 CLIENT_PROCESS_FDS = 128
 #: Descriptors a target process keeps besides its clients (measured 25-60, and a Redis pool

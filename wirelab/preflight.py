@@ -20,16 +20,30 @@ Checked:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+import os
+from collections.abc import Collection, Mapping
+from urllib.parse import urlsplit
 
-from .capacity import CLIENT_PROCESS_FDS, target_max_connections, target_processes
+from .capacity import (
+    CLIENT_PROCESS_FDS,
+    GRPC_STREAMS_PER_CHANNEL,
+    target_max_connections,
+    target_processes,
+)
+from .exposure import is_loopback
 from .lab.haproxy import default_maxconn
 from .lab.replicas import PROXIED
 from .limits import HostLimits, ephemeral_range, host_limits
 from .scenarios import USER_PROTOCOL, Scenario
 from .scenarios.actions import MAX_REPLICAS
+from .source_addresses import LOOPBACK_BLOCK, SOURCE_ADDRESSES_ENV, parse_source_addresses
 
-__all__ = ["capacity_problems", "check_run_capacity", "connections_by_protocol"]
+__all__ = [
+    "capacity_problems",
+    "check_run_capacity",
+    "client_source_addresses",
+    "connections_by_protocol",
+]
 
 
 def _grpc_slots(scenario: Scenario) -> int:
@@ -55,10 +69,15 @@ def _client_fds(scenario: Scenario) -> tuple[int, int]:
     for key, count in scenario.users.items():
         if count <= 0:
             continue
-        each = grpc_slots if USER_PROTOCOL[key] == "grpc" else 1
         # Locust spreads each user class over the workers: the busiest gets the rounding.
-        busiest += math.ceil(count / workers) * each
-        total += count * each
+        per_worker = math.ceil(count / workers)
+        if USER_PROTOCOL[key] == "grpc":
+            # gRPC users share a worker's channels, each holding a connection per address.
+            busiest += math.ceil(per_worker / GRPC_STREAMS_PER_CHANNEL) * grpc_slots
+            total += math.ceil(count / GRPC_STREAMS_PER_CHANNEL) * grpc_slots
+        else:
+            busiest += per_worker
+            total += count
     return busiest, total
 
 
@@ -79,15 +98,23 @@ def _worker_problems(scenario: Scenario, limits: HostLimits) -> list[str]:
     ]
 
 
-def _port_problems(scenario: Scenario, limits: HostLimits, source_addresses: int) -> list[str]:
+def _port_problems(
+    scenario: Scenario, limits: HostLimits, source_addresses: int | Mapping[str, int]
+) -> list[str]:
     problems = []
     low, high = ephemeral_range()
-    for protocol, connections in connections_by_protocol(scenario).items():
-        per_source = math.ceil(connections / max(1, source_addresses))
+    for protocol, users in connections_by_protocol(scenario).items():
+        # gRPC users share channels: one TCP connection carries many of their streams.
+        connections = math.ceil(users / GRPC_STREAMS_PER_CHANNEL) if protocol == "grpc" else users
+        if isinstance(source_addresses, Mapping):
+            sources = source_addresses.get(protocol, 1)
+        else:
+            sources = source_addresses
+        per_source = math.ceil(connections / max(1, sources))
         if per_source > limits.ephemeral_ports:
             problems.append(
                 f"{connections} {protocol} connections to one target address and port from "
-                f"{source_addresses} source address(es) need {per_source} source ports each, "
+                f"{sources} source address(es) need {per_source} source ports each, "
                 f"above the {limits.ephemeral_ports} ephemeral ports "
                 f"(net.ipv4.ip_local_port_range {low}-{high}): spread the clients over "
                 f"{math.ceil(connections / limits.ephemeral_ports)} source addresses"
@@ -142,14 +169,15 @@ def capacity_problems(
     limits: HostLimits,
     *,
     lab_protocols: Collection[str] = (),
-    source_addresses: int = 1,
+    source_addresses: int | Mapping[str, int] = 1,
 ) -> list[str]:
     """Why ``scenario`` cannot run within ``limits``: one line per problem, each naming the
     limit and the fix; empty when it fits.
 
     ``lab_protocols``: the protocols the lab's own targets serve (the others are the user's,
     whose limits are not ours to know). ``source_addresses``: how many source addresses the
-    clients spread over (the ephemeral ports are per source address).
+    clients spread over (the ephemeral ports are per source address), in all or per
+    protocol (see :func:`client_source_addresses`).
     """
     problems = _worker_problems(scenario, limits)
     problems += _port_problems(scenario, limits, source_addresses)
@@ -162,9 +190,43 @@ def capacity_problems(
     return problems
 
 
-def check_run_capacity(scenario: Scenario, target_urls: Collection[str]) -> list[str]:
+def client_source_addresses(
+    scenario: Scenario, target_urls: Mapping[str, str], env: Mapping[str, str] | None = None
+) -> dict[str, int]:
+    """How many source addresses each protocol's clients connect from: the ones
+    ``WIRELAB_SOURCE_ADDRESSES`` gives, else 254 per worker for a loopback target (the lab's
+    own, or a URL on 127.0.0.0/8; :mod:`wirelab.users.source_addresses`), else one. gRPC
+    cannot bind a source address: one."""
+    env = os.environ if env is None else env
+    given = env.get(SOURCE_ADDRESSES_ENV, "").strip()
+    explicit = len(parse_source_addresses(given)) if given else 0
+    counts = {}
+    for protocol in scenario.protocols:
+        url = target_urls.get(protocol)
+        if protocol == "grpc":
+            counts[protocol] = 1
+        elif explicit:
+            counts[protocol] = explicit
+        elif url is None or all(is_loopback(host) for host in _hosts(url)):
+            counts[protocol] = LOOPBACK_BLOCK * max(1, scenario.workers)
+        else:
+            counts[protocol] = 1
+    return counts
+
+
+def _hosts(url: str) -> list[str]:
+    """The host of each comma-separated address in a target URL."""
+    hosts = []
+    for raw in url.split(","):
+        part = raw.strip()
+        hosts.append(urlsplit(part if "://" in part else f"tcp://{part}").hostname or "")
+    return hosts
+
+
+def check_run_capacity(scenario: Scenario, target_urls: Mapping[str, str]) -> list[str]:
     """:func:`capacity_problems` of ``scenario`` on this machine, for a run whose own targets
     serve every protocol without a URL in ``target_urls``; raises this process's file limit
     first, so the run's workers and targets inherit it."""
     lab = [protocol for protocol in scenario.protocols if protocol not in target_urls]
-    return capacity_problems(scenario, host_limits(), lab_protocols=lab)
+    sources = client_source_addresses(scenario, target_urls)
+    return capacity_problems(scenario, host_limits(), lab_protocols=lab, source_addresses=sources)

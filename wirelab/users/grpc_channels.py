@@ -32,10 +32,12 @@ from typing import Any
 import grpc
 from gevent import get_hub
 
+from ..capacity import GRPC_STREAMS_PER_CHANNEL
+
 __all__ = ["DEFAULT_STREAMS_PER_CHANNEL", "ChannelLease", "ChannelPool", "channel_pool"]
 
-#: Users per shared channel unless configured (RFC 9113 5.1.2: a server should allow 100).
-DEFAULT_STREAMS_PER_CHANNEL = 100
+#: Users per shared channel unless configured.
+DEFAULT_STREAMS_PER_CHANNEL = GRPC_STREAMS_PER_CHANNEL
 
 #: Pool threads kept free for everything else that uses the hub's pool (name resolution).
 _SPARE_THREADS = 10

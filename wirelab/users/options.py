@@ -66,8 +66,10 @@ from typing import Any
 from locust import events
 from locust.exception import StopTest
 
+from ..capacity import GRPC_STREAMS_PER_CHANNEL
 from ..protocols import URL_VARIABLES
 from ..reconnect import ReconnectPolicy
+from ..source_addresses import SOURCE_ADDRESSES_ENV
 
 # parse_rate is handed on: the options that take a rate read it with the one grammar.
 from ..units import parse_rate, parse_size
@@ -172,7 +174,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "source_addresses",
         "--source-addresses",
-        "WIRELAB_SOURCE_ADDRESSES",
+        SOURCE_ADDRESSES_ENV,
         "Local addresses the clients connect from, rotated per connection: comma-separated "
         "addresses or a CIDR (10.1.0.0/24). Unset: clients of a loopback target spread over "
         "127.0.0.0/8 by themselves (a block per worker); others let the kernel choose.",
@@ -183,7 +185,7 @@ OPTIONS: tuple[Option, ...] = (
         "WIRELAB_GRPC_STREAMS_PER_CHANNEL",
         "gRPC users that share one channel (one HTTP/2 connection) in a worker; 1 gives "
         "every user its own channel and TCP connection.",
-        "100",
+        str(GRPC_STREAMS_PER_CHANNEL),
     ),
     Option(
         "ca_file",

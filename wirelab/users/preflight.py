@@ -16,8 +16,8 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from ..exitcodes import EXIT_USAGE
+from ..source_addresses import parse_source_addresses
 from .options import MissingTargetError, grpc_endpoints, setting, target_urls
-from .source_addresses import parse_source_addresses
 from .tls import TlsConfigError, check_grpc_tls, tls_settings
 
 __all__ = ["check_targets"]

@@ -30,6 +30,8 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+from ..source_addresses import loopback_block, parse_source_addresses
+
 __all__ = [
     "SourceAddresses",
     "bind_source",
@@ -38,45 +40,8 @@ __all__ = [
     "source_addresses_for",
 ]
 
-#: Addresses of a CIDR beyond this are a mistake (or a /8), not a plan.
-MAX_ADDRESSES = 65_536
 #: Linux: choose the source port at connect(), not at bind() (linux/in.h).
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
-
-
-def parse_source_addresses(text: str) -> list[str]:
-    """``"10.0.0.5, 10.0.0.6"`` or ``"10.1.0.0/28"`` -> the addresses, in order.
-
-    Raises:
-        ValueError: not addresses or a network; the message names the bad part.
-    """
-    addresses: list[str] = []
-    for part in (piece.strip() for piece in text.split(",")):
-        if not part:
-            continue
-        try:
-            if "/" in part:
-                network = ipaddress.ip_network(part, strict=False)
-                hosts = list(itertools.islice(network.hosts(), MAX_ADDRESSES + 1))
-                if len(hosts) > MAX_ADDRESSES:
-                    raise ValueError(f"{part} has more than {MAX_ADDRESSES} addresses")
-                addresses.extend(str(host) for host in hosts or [network.network_address])
-            else:
-                addresses.append(str(ipaddress.ip_address(part)))
-        except ValueError as exc:
-            raise ValueError(
-                f"--source-addresses: {part!r} is not an address or CIDR ({exc})"
-            ) from None
-    if not addresses:
-        raise ValueError("--source-addresses: no address given")
-    return addresses
-
-
-def loopback_block(worker_index: int) -> list[str]:
-    """The 254 loopback addresses worker ``worker_index`` connects from."""
-    index = max(worker_index, 0) % (255 * 256)
-    prefix = f"127.{1 + index // 256}.{index % 256}."
-    return [f"{prefix}{host}" for host in range(1, 255)]
 
 
 def _is_loopback_v4(host: str) -> bool:
