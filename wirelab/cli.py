@@ -246,6 +246,30 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         help="print the JSON Schema of scenario files (for editors: yaml-language-server)",
     )
 
+    capacity = commands.add_parser(
+        "capacity",
+        help="what a run needs: workers, cores and memory, from measured per-core figures",
+        description="Plan a run: workers (one core each) and memory for N stream connections "
+        "at E events/s, or for R requests/s, from the figures measured on the project's "
+        "development VM (wirelab/sizing.py names the benchmark of each). A worker is planned "
+        "at no more than 70%% of its core, under the generator verdict's 85%% bound.",
+    )
+    wanted = capacity.add_mutually_exclusive_group(required=True)
+    wanted.add_argument("--connections", type=int, metavar="N", help="stream connections")
+    wanted.add_argument("--requests", metavar="RATE", help="request/response rate, e.g. 5000/s")
+    capacity.add_argument(
+        "--events", default="1/s", metavar="RATE", help="events each connection receives (1/s)"
+    )
+    capacity.add_argument(
+        "--protocol", default="ws", choices=["sse", "ws", "grpc"], help="the streams' protocol"
+    )
+    capacity.add_argument(
+        "--open-files",
+        type=int,
+        metavar="N",
+        help="each worker's file limit (default: a pod's usual 1048576; this machine: `ulimit -n`)",
+    )
+
     bench = commands.add_parser(
         "bench",
         help=f"deprecated: the protocol shoot-out is `{_BENCH_COMMAND}` of a source checkout",
@@ -479,6 +503,34 @@ def _cluster(args: argparse.Namespace) -> int:
     return run_role(args.role, os.environ)
 
 
+def _capacity(args: argparse.Namespace) -> int:
+    from .sizing import CLUSTER_OPEN_FILES, SizingError, plan_connections, plan_requests  # noqa: PLC0415
+
+    try:
+        if args.requests is not None:
+            plan = plan_requests(parse_rate(args.requests))
+            print(f"{args.requests} of request/response:")
+        else:
+            events = parse_rate(args.events, allow_zero=True)
+            plan = plan_connections(
+                args.connections,
+                events,
+                protocol=args.protocol,
+                open_files=args.open_files or CLUSTER_OPEN_FILES,
+            )
+            print(
+                f"{args.connections:,} {args.protocol} connections at {events:g} events/s each "
+                f"({args.connections * events:,.0f} deliveries/s):"
+            )
+    except (SizingError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    for line in plan.lines():
+        print(f"  {line}")
+    print(f"  helm: --set workers.replicas={plan.workers}  (workers.resources: 1 CPU each)")
+    print(f"  local: wirelab run ... --workers {plan.workers}")
+    return EXIT_OK
+
+
 def _scenarios(args: argparse.Namespace) -> int:
     from .scenarios import builtin_names, json_schema, load_scenario  # noqa: PLC0415 - pydantic
 
@@ -551,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "up": _up,
             "cluster": _cluster,
             "scenarios": _scenarios,
+            "capacity": _capacity,
             "influx": _influx,
             "demo": _demo,
         }.get(args.command)
