@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ..protocols import PROTOCOL_ORDER
 from .kubernetes_retry import RetryPolicy, TransientApiError, call_api
 from .orchestrator import ActionResult, OrchestratorError
 
@@ -93,7 +94,7 @@ ADMIN_PORT = 9100
 ADMIN_PORT_NAME = "admin"
 ADMIN_TOKEN_ENV = "WIRELAB_ADMIN_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 #: Every target service; by default what ``all`` means and what ``replicas()`` lists.
-TARGET_SERVICES = ("rest", "sse", "ws", "grpc")
+TARGET_SERVICES = PROTOCOL_ORDER
 #: The chart's enabled targets, comma-separated: what ``all`` means on that release.
 SERVICES_ENV = "WIRELAB_K8S_SERVICES"
 

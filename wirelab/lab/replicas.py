@@ -38,10 +38,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
+import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,8 +54,9 @@ from typing import Any
 
 from ..limits import ephemeral_range
 from ..probes import target_ready
-from ..processes import ManagedProcess
+from ..processes import ManagedProcess, free_port
 from ..protocols import PROTOCOL_ORDER
+from .haproxy import Backend, Haproxy
 
 HOST = "127.0.0.1"
 #: Protocols served through HAProxy; gRPC balances client-side.
@@ -274,8 +278,6 @@ def launch_replica(
     ]  # fmt: skip
     env = None
     if settings.admin_token:
-        import os  # noqa: PLC0415
-
         env = {**os.environ, "WIRELAB_ADMIN_TOKEN": settings.admin_token}
     log_path = settings.log_dir / f"target-{name}.{generation}.log"
     process = ManagedProcess(argv, name=f"target-{name}", env=env, log_path=log_path).start()
@@ -308,7 +310,6 @@ class LabEvents:
     written as annotations on the run's timeline with the time they happened."""
 
     def __init__(self) -> None:
-        import threading  # noqa: PLC0415
 
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
@@ -394,7 +395,6 @@ class ReplicaLab:
         self.haproxy: Any = None
         self.redis: ManagedProcess | None = None
         self._locks: dict[str, Any] = {}
-        import threading  # noqa: PLC0415
 
         #: Held while a process is started or the lab closes: an action still running in
         #: the control API's thread can never start a process that close() would miss.
@@ -407,7 +407,6 @@ class ReplicaLab:
 
     def lock(self, protocol: str) -> Any:
         """Actions on one protocol's replicas run one at a time."""
-        import threading  # noqa: PLC0415
 
         return self._locks.setdefault(protocol, threading.Lock())
 
@@ -416,7 +415,6 @@ class ReplicaLab:
     def start(self) -> dict[str, str]:
         """Start everything and wait until every replica is ready and in the balancer;
         returns the users' URLs (HAProxy frontends, and the gRPC address list)."""
-        from .haproxy import Backend, Haproxy  # noqa: PLC0415
 
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         self.settings.redis_url = self.given_redis_url or self._start_redis()
@@ -474,7 +472,6 @@ class ReplicaLab:
     def launch(self, pool: Pool, name: str) -> Replica:
         """Start replica ``name`` in a free slot of ``pool`` (not yet ready, not yet in the
         balancer)."""
-        from ..processes import free_port  # noqa: PLC0415
 
         free = pool.free_slots()
         if not free:
@@ -526,7 +523,6 @@ class ReplicaLab:
 
 
 def _binary(name: str) -> str:
-    import shutil  # noqa: PLC0415
 
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
     if path is None:

@@ -57,6 +57,7 @@ import locust
 import locust.runners
 import orjson
 
+from ..exitcodes import EXIT_USAGE
 from .generator import GeneratorHealth, watch
 from .health import health_report
 from .lineprotocol import (
@@ -502,7 +503,7 @@ class _Plugin:
             self.config = PluginConfig.from_env()
         except ValueError as exc:
             logger.error("wirelab metrics: %s", exc)
-            raise SystemExit(2) from exc
+            raise SystemExit(EXIT_USAGE) from exc
         if isinstance(runner, locust.runners.WorkerRunner):
             self.role = "worker"
             locust.runners.WORKER_REPORT_INTERVAL = self.config.interval
@@ -517,7 +518,7 @@ class _Plugin:
             self.run = RunMetrics(self.config, runner, local=self.role == "local")
         except (ValueError, OSError) as exc:
             logger.error("wirelab metrics: cannot open sinks: %s", exc)
-            raise SystemExit(2) from exc
+            raise SystemExit(EXIT_USAGE) from exc
         for annotation in self.pending:
             self.run.add_annotation(annotation)
         self.pending.clear()

@@ -31,11 +31,14 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+from locust.exception import StopTest, StopUser
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
+from locust.user.task import LOCUST_STATE_WAITING
 
 from ..metrics.recorder import recorder
 from ..reconnect import ReconnectPolicy
 from ..sequence import SequenceChecker
+from .options import deliver_sample_every, reconnect_policy
 from .source_addresses import bind_source
 
 __all__ = [
@@ -344,10 +347,6 @@ class StreamSession:
         Every push and poll user takes its reconnect policy, starting point and deliver-event
         sampling the same way; this is that one way.
         """
-        # options registers Locust command-line arguments; imported here to keep this
-        # module free of Locust's parser at import time.
-        from .options import deliver_sample_every, reconnect_policy  # noqa: PLC0415
-
         environment = user.environment
         return cls(
             environment,
@@ -456,9 +455,6 @@ def run_stream_user(user: Any, loop: Callable[[], None]) -> None:
     of thousands of them: each costs one greenlet parked in a socket read. Waiting on the
     stream counts as "not in a task", so a stop takes effect at once.
     """
-    from locust.exception import StopTest, StopUser  # noqa: PLC0415
-    from locust.user.task import LOCUST_STATE_WAITING  # noqa: PLC0415
-
     user._state = LOCUST_STATE_WAITING
     try:
         user.on_start()
