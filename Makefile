@@ -62,6 +62,10 @@ bench: system-deps venv
 demo: system-deps venv
 	$(BIN)/wirelab demo
 
+# The configuration reference is generated from the code's option tables.
+docs: venv
+	$(BIN)/python scripts/configuration_reference.py > docs/configuration.md
+
 # Build and tool leftovers; the venv stays (see distclean).
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache *.egg-info constraints.txt.new
