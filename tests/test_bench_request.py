@@ -278,7 +278,12 @@ def test_a_tiny_real_repetition_interleaves_and_merges_its_slices(tmp_path):
     slices = [line.split()[1] for line in lines if " fixed " in line]
     assert slices == ["rest_keepalive", "ws", "ws", "rest_keepalive"]
     for row in out.values():
-        assert [step["rate"] for step in row["steps"]] == [100, 200]
+        # The ladder climbs until a rung does not measure the target: on a crowded machine the
+        # generator can run out of CPU at 100/s already, and then the ladder ends there.
+        rates = [step["rate"] for step in row["steps"]]
+        assert rates and rates == [100, 200][: len(rates)]
+        if len(rates) < 2:
+            assert not measures_target(row["steps"][-1])
         assert row["fixed_rate"] == 200 and len(row["slice_figures"]) == 2
         # The median of the merged slices lies between the slices' own medians.
         p50s = [figures["p50_ms"] for figures in row["slice_figures"]]
