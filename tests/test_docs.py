@@ -30,9 +30,21 @@ _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)  # http:, https:, mailto:, ...
 
 
+#: Folders of a checkout that hold no page of the project's own (tools, runs, builds).
+_NOT_PAGES = {"reports", "build", "dist", "node_modules"}
+
+
 def markdown_files() -> list[Path]:
-    """Every Markdown page whose links the tests check."""
-    return [README, CHANGELOG, *sorted((REPO / "docs").glob("*.md"))]
+    """Every Markdown page of the project: the README, the changelog, docs/ and the READMEs
+    beside the code and the recorded results."""
+    return sorted(
+        path
+        for path in REPO.rglob("*.md")
+        if not any(
+            part.startswith(".") or part in _NOT_PAGES or part.endswith(".egg-info")
+            for part in path.relative_to(REPO).parts[:-1]
+        )
+    )
 
 
 def _prose_lines(text: str, *, code_spans: bool = False) -> list[str]:
@@ -102,7 +114,7 @@ def test_the_readme_is_short() -> None:
     assert size <= README_MAX_BYTES, f"README.md is {size} bytes; move details into docs/"
 
 
-@pytest.mark.parametrize("page", markdown_files(), ids=lambda page: page.name)
+@pytest.mark.parametrize("page", markdown_files(), ids=lambda page: str(page.relative_to(REPO)))
 def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
     assert broken_links(page) == []
 
@@ -157,3 +169,9 @@ def test_the_changelog_has_an_unreleased_section_and_the_current_version() -> No
     headings = re.findall(r"^## \[([^\]]+)\]", text, re.MULTILINE)
     assert headings[0] == "Unreleased"
     assert version.group(1) in headings
+
+
+def test_the_pages_checked_include_the_readme_the_changelog_and_docs() -> None:
+    checked = {path.relative_to(REPO).as_posix() for path in markdown_files()}
+    assert {"README.md", "CHANGELOG.md", "docs/runs.md", "benchmarks/README.md"} <= checked
+    assert not any(name.startswith(".venv/") for name in checked)
