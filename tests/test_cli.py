@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from wirelab.cli import build_parser
 from wirelab.processes import free_port
 from wirelab.run_options import add_run_arguments, request_from_args, request_from_env
 from wirelab.scenarios import ScenarioError, parse_scenario
@@ -141,3 +142,21 @@ def test_targets_check_fails_with_exit_3_when_a_target_never_answers() -> None:
     result = wirelab("targets", "check", "--timeout", "1s", f"rest=http://127.0.0.1:{free_port()}")
     assert result.returncode == 3, result.stderr
     assert result.stdout.startswith("FAIL rest=http://127.0.0.1:")
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """A parser and every subcommand's parser below it."""
+    found = [parser]
+    for action in parser._actions:  # argparse keeps subcommands nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _parsers(sub)
+    return found
+
+
+def test_every_help_page_renders_its_percent_signs_once() -> None:
+    """argparse %-formats help strings but not descriptions: a '%%' meant for one shows."""
+    pages = {sub.prog: sub.format_help() for sub in _parsers(build_parser())}
+    assert "wirelab capacity" in pages
+    assert [prog for prog, text in pages.items() if "%%" in text] == []
+    assert "70% of its core" in " ".join(pages["wirelab capacity"].split())

@@ -183,7 +183,7 @@ def test_kill_scale_and_drop_through_the_control_api(
 
     with pytest.raises(OrchestratorError, match="only 2 running"):
         control.kill("ws", 3)
-    with pytest.raises(OrchestratorError, match="unknown service 'sse'"):
+    with pytest.raises(OrchestratorError, match="sse: unknown service in this lab"):
         control.rolling_restart("sse")
     control.wait_ready("all", timeout=10)
 

@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         description="Plan a run: workers (one core each) and memory for N stream connections "
         "at E events/s, or for R requests/s, from the figures measured on the project's "
         "development VM (wirelab/sizing.py names the benchmark of each). A worker is planned "
-        "at no more than 70%% of its core, under the generator verdict's 85%% bound.",
+        "at no more than 70% of its core, under the generator verdict's 85% bound.",
     )
     wanted = capacity.add_mutually_exclusive_group(required=True)
     wanted.add_argument("--connections", type=int, metavar="N", help="stream connections")

@@ -1,6 +1,7 @@
 """The exit codes of a headless run, defined once for every command and every role.
 
-Documented for users in the README's "Exit codes" table; CI pipelines gate on them.
+Documented for users in docs/exit-codes.md and the README (tests/test_docs.py holds the
+README to these values); CI pipelines gate on them.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import secrets
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -130,8 +131,6 @@ class _QuietServer(ThreadingHTTPServer):
     """A client that hangs up mid-answer (the master stopping) is no error worth a trace."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys  # noqa: PLC0415
-
         error = sys.exc_info()[1]
         if isinstance(error, ConnectionError):
             log.debug("control client %s went away: %s", client_address, error)

@@ -50,7 +50,7 @@ from typing import Any
 
 from ..protocols import PROTOCOL_ORDER
 from .kubernetes_retry import RetryPolicy, TransientApiError, call_api
-from .orchestrator import ActionResult, OrchestratorError
+from .orchestrator import ActionResult, OrchestratorError, Outcome, gather, select_services
 
 __all__ = [
     "ADMIN_PORT",
@@ -100,7 +100,7 @@ SERVICES_ENV = "WIRELAB_K8S_SERVICES"
 
 #: What starting an action on one service returns: a call that waits for it to finish and
 #: says what it did (the pods it affected, one line of detail).
-_Finish = Callable[[], tuple[list[str], str]]
+_Finish = Callable[[], Outcome]
 
 
 def chart_label_selector(instance: str, name: str = "wirelab") -> Callable[[str], str]:
@@ -409,14 +409,7 @@ class KubernetesOrchestrator:
     # -- one action on one service or on ``all`` -------------------------------------------
 
     def _services_of(self, action: str, service: str) -> tuple[str, ...]:
-        if service == "all":
-            return self.services
-        if service not in self.services:
-            known = ", ".join([*self.services, "all"])
-            raise OrchestratorError(
-                f"{action} {service}: unknown service on this release (known: {known})"
-            )
-        return (service,)
+        return select_services(action, service, self.services, "on this release")
 
     def _each(self, action: str, service: str, start: Callable[[str], _Finish]) -> ActionResult:
         """``start`` every service (the API calls that set it going), then ``finish`` each.
@@ -428,36 +421,19 @@ class KubernetesOrchestrator:
         """
         services = self._services_of(action, service)
         started = time.time()
+        outcomes: dict[str, Outcome | Exception] = {}
         finishing: dict[str, _Finish] = {}
-        errors: dict[str, OrchestratorError] = {}
         for each in services:
             try:
                 finishing[each] = start(each)
             except OrchestratorError as exc:
-                errors[each] = exc
-        affected: list[str] = []
-        details: list[str] = []
+                outcomes[each] = exc
         for each, finish in finishing.items():
             try:
-                names, detail = finish()
+                outcomes[each] = finish()
             except OrchestratorError as exc:
-                errors[each] = exc
-                continue
-            affected += names
-            details.append(detail if len(services) == 1 else f"{each}: {detail}")
-        if errors:
-            if len(services) == 1:
-                raise next(iter(errors.values()))
-            failed = "; ".join(f"{each}: {errors[each]}" for each in services if each in errors)
-            raise OrchestratorError(f"{action} {service} failed: {failed}")
-        return ActionResult(
-            action=action,
-            service=service,
-            started_at=started,
-            ended_at=time.time(),
-            affected=affected,
-            detail="; ".join(details),
-        )
+                outcomes[each] = exc
+        return gather(action, service, started, {each: outcomes[each] for each in services})
 
     # -- what the target monitor adds ------------------------------------------------------
 

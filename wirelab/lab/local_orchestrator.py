@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .orchestrator import ActionResult, OrchestratorError
+from .orchestrator import ActionResult, OrchestratorError, Outcome, gather, select_services
 from .replicas import PROXIED, Replica, ReplicaError, ReplicaLab
 
 __all__ = ["LocalOrchestrator"]
@@ -77,7 +77,7 @@ class LocalOrchestrator:
 
     def wait_ready(self, service: str, *, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
-        for protocol in self._protocols(service):
+        for protocol in self._protocols("wait_ready", service):
             for replica in self.lab.pools[protocol].serving():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -99,42 +99,21 @@ class LocalOrchestrator:
 
     # -- per protocol ----------------------------------------------------------------------
 
-    def _protocols(self, service: str) -> list[str]:
-        if service == "all":
-            return self.lab.protocols
-        if service not in self.lab.pools:
-            known = ", ".join([*self.lab.protocols, "all"])
-            raise OrchestratorError(f"unknown service {service!r} in this lab (known: {known})")
-        return [service]
+    def _protocols(self, action: str, service: str) -> tuple[str, ...]:
+        return select_services(action, service, self.lab.protocols, "in this lab")
 
-    def _each(
-        self, action: str, service: str, run: Callable[[str], tuple[list[str], str]]
-    ) -> ActionResult:
-        protocols = self._protocols(service)
+    def _each(self, action: str, service: str, run: Callable[[str], Outcome]) -> ActionResult:
+        protocols = self._protocols(action, service)
         started = time.time()
-        affected: list[str] = []
-        details: list[str] = []
-        errors: list[str] = []
+        outcomes: dict[str, Outcome | Exception] = {}
         with ThreadPoolExecutor(max_workers=len(protocols)) as pool:
             futures = {protocol: pool.submit(self._locked, protocol, run) for protocol in protocols}
             for protocol, future in futures.items():
                 try:
-                    names, detail = future.result()
+                    outcomes[protocol] = future.result()
                 except (OrchestratorError, ReplicaError) as exc:
-                    errors.append(f"{protocol}: {exc}")
-                    continue
-                affected += names
-                details.append(f"{protocol}: {detail}")
-        if errors:
-            raise OrchestratorError(f"{action} {service} failed: " + "; ".join(errors))
-        return ActionResult(
-            action=action,
-            service=service,
-            started_at=started,
-            ended_at=time.time(),
-            affected=affected,
-            detail="; ".join(details),
-        )
+                    outcomes[protocol] = exc
+        return gather(action, service, started, outcomes)
 
     def _locked(
         self, protocol: str, run: Callable[[str], tuple[list[str], str]]

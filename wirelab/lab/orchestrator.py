@@ -8,6 +8,8 @@ one-line reason when it cannot be done.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -31,6 +33,58 @@ class ActionResult:
     @property
     def duration_s(self) -> float:
         return self.ended_at - self.started_at
+
+
+#: What one service's part of an action did: the replicas it affected, one line of detail.
+Outcome = tuple[list[str], str]
+
+
+def select_services(
+    action: str, service: str, available: Sequence[str], where: str
+) -> tuple[str, ...]:
+    """The services an action on ``service`` acts on: ``all`` is every one ``available``
+    (``where`` says where, e.g. "on this release"); another name must be one of them."""
+    if service == "all":
+        return tuple(available)
+    if service not in available:
+        known = ", ".join([*available, "all"])
+        raise OrchestratorError(f"{action} {service}: unknown service {where} (known: {known})")
+    return (service,)
+
+
+def gather(
+    action: str, service: str, started_at: float, outcomes: Mapping[str, Outcome | Exception]
+) -> ActionResult:
+    """One action's result from each service's outcome (in the order given), the same for
+    every orchestrator.
+
+    A service that failed does not hide what the others did: the error names every one that
+    failed. On one service its own error is raised unchanged, so a subclass of
+    :class:`OrchestratorError` (a transient API error) stays one; any other exception
+    becomes an :class:`OrchestratorError` with its message.
+    """
+    errors = {each: done for each, done in outcomes.items() if isinstance(done, Exception)}
+    if len(outcomes) == 1 and errors:
+        (error,) = errors.values()
+        if isinstance(error, OrchestratorError):
+            raise error
+        raise OrchestratorError(str(error)) from error
+    if errors:
+        failed = "; ".join(f"{each}: {error}" for each, error in errors.items())
+        raise OrchestratorError(f"{action} {service} failed: {failed}")
+    affected: list[str] = []
+    details: list[str] = []
+    for each, (names, detail) in outcomes.items():  # type: ignore[misc]  # no error is left
+        affected += names
+        details.append(detail if len(outcomes) == 1 else f"{each}: {detail}")
+    return ActionResult(
+        action=action,
+        service=service,
+        started_at=started_at,
+        ended_at=time.time(),
+        affected=affected,
+        detail="; ".join(details),
+    )
 
 
 @runtime_checkable

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -40,7 +41,9 @@ from typing import Any
 import gevent
 
 from ..exitcodes import EXIT_USAGE
+from ..lab.control import ControlClient
 from ..lab.kubernetes import KubernetesOrchestrator, MissingClientError, require_client
+from ..lab.monitor import TargetMonitor
 from ..lab.orchestrator import OrchestratorError
 from .actions import Action
 
@@ -89,6 +92,9 @@ class ScenarioDriver:
         self.actions = sorted(actions, key=lambda action: action.at)
         self.orchestrator = orchestrator
         if annotate is None:
+            # The plugin imports Locust, which monkey-patches the whole process with gevent:
+            # only a Locust process (where the driver runs) may load it, not one that merely
+            # imports this module (a test, `wirelab run` writing the locustfile).
             from ..metrics.plugin import annotate as plugin_annotate  # noqa: PLC0415
 
             annotate = plugin_annotate
@@ -226,8 +232,6 @@ class _Unavailable:
         self.reason = reason
 
     def _fail(self, *_: Any, **__: Any) -> Any:
-        from ..lab.orchestrator import OrchestratorError  # noqa: PLC0415
-
         raise OrchestratorError(self.reason)
 
     rolling_restart = kill = drop_connections = scale = wait_ready = _fail
@@ -243,13 +247,9 @@ def orchestrator_from_environment(env: dict[str, str] | None = None) -> Any:
     with that reason; an installation without the ``kubernetes`` extra raises
     :class:`~wirelab.lab.kubernetes.MissingClientError` instead.
     """
-    import os  # noqa: PLC0415
-
     env = dict(os.environ) if env is None else env
     kind = (env.get(ORCHESTRATOR_ENV) or "local").strip().lower()
     if kind == "local":
-        from ..lab.control import ControlClient  # noqa: PLC0415
-
         return ControlClient.from_environment(env)
     if kind == "kubernetes":
         # Not an orchestrator whose actions fail: an installation without the extra cannot
@@ -283,6 +283,8 @@ def install(
     still works with plain ``locust -f`` against other targets. The target monitor runs when
     the orchestrator can list its replicas (``replicas()``, as both can).
     """
+    # Locust only here, where a Locust process calls it (see ScenarioDriver: importing it
+    # monkey-patches the importing process).
     import locust  # noqa: PLC0415
     import locust.runners  # noqa: PLC0415
 
@@ -327,10 +329,10 @@ class _MonitorLoop:
     """The target monitor polled every metrics interval in a greenlet of the master."""
 
     def __init__(self, client: Any) -> None:
-        import os  # noqa: PLC0415
+        # The plugin imports Locust: loaded only in the master that runs the monitor.
+        from ..metrics.plugin import PluginConfig, base_tags, write_points  # noqa: PLC0415
 
-        from ..lab.monitor import TargetMonitor  # noqa: PLC0415
-        from ..metrics.plugin import PluginConfig, base_tags  # noqa: PLC0415
+        self._write_points = write_points
 
         self.interval = PluginConfig.from_env().interval
         self.monitor = TargetMonitor(
@@ -345,24 +347,20 @@ class _MonitorLoop:
             self._greenlet = gevent.spawn(self._run)
 
     def _run(self) -> None:
-        from ..metrics.plugin import write_points  # noqa: PLC0415
-
         next_tick = time.monotonic()
         while True:
             try:
-                write_points(self.monitor.poll())
+                self._write_points(self.monitor.poll())
             except Exception:
                 log.exception("target monitor poll failed")
             next_tick += self.interval
             gevent.sleep(max(0.0, next_tick - time.monotonic()))
 
     def stop(self) -> None:
-        from ..metrics.plugin import write_points  # noqa: PLC0415
-
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=2)
             self._greenlet = None
         try:
-            write_points(self.monitor.poll(final=True))
+            self._write_points(self.monitor.poll(final=True))
         except Exception:
             log.exception("final target monitor poll failed")
