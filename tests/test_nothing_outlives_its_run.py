@@ -240,12 +240,15 @@ def test_wirelab_up_killed_with_sigkill_stops_the_load_its_web_ui_started(
     targets: TargetFactory, wirelab
 ) -> None:
     rest = targets.start("rest")
-    port = free_port()
+    # The web UI on a loopback address of its own: the port it was given free a moment ago
+    # cannot be taken by the lab's own targets on 127.0.0.1 before the UI binds it.
+    web_host = "127.0.0.2"
+    port = free_port(web_host)
     run = wirelab(
         "up", "--scenario", "smoke", "--workers", "1", "--protocols", "rest,poll,sse",
-        "--rest-url", rest.url("rest"), "--web-port", str(port),
+        "--rest-url", rest.url("rest"), "--web-host", web_host, "--web-port", str(port),
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{web_host}:{port}"
 
     def ui_answers() -> bool:
         try:

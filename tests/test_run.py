@@ -215,7 +215,9 @@ def test_a_worker_killed_mid_run_is_reported_and_earlier_counts_are_kept(targets
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode in (0, 1), output[-3000:]
+    # The run completes with what it has (3 would be "could not complete"); the one worker
+    # left may be saturated on a crowded machine, which is the generator verdict's business.
+    assert process.returncode in (0, 1, 4), output[-3000:]
     summary = json.loads((only_run_dir(tmp_path) / "summary.json").read_text())
     assert len(summary["workers"]["lost"]) == 1
     assert "was lost" in output

@@ -99,7 +99,9 @@ def test_grpc_feed_users_share_a_connection_unless_each_is_given_its_own(
     if per_channel is not None:
         args += ["--grpc-streams-per-channel", per_channel]
     with subprocess.Popen(
-        harness_command(write_locustfile(tmp_path, FEED), users=6, duration=4, args=args),
+        # Long enough that the second look below still sees the run's connections when the
+        # users were slow to start on a crowded machine.
+        harness_command(write_locustfile(tmp_path, FEED), users=6, duration=10, args=args),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=harness_env(), cwd=REPO,
     ) as harness:  # fmt: skip
         try:

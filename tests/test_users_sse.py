@@ -63,7 +63,9 @@ def test_sse_user_delivers_every_event_and_counts_a_reset_past_retention(
     assert stat(result, "sse", "sse connect")["count"] == 3
 
     resumed = stream(result, "sse", "sse resume")
-    assert resumed["resets"] == 1 and resumed["reset_lost"] > 0
+    # One reset for the start past retention; a reader starved on a crowded machine may fall
+    # behind the 20-event retention again later, and each of those is a reset too.
+    assert resumed["resets"] >= 1 and resumed["reset_lost"] > 0
     assert resumed["gaps"] == 0 and resumed["delivered"] > 0
 
 
