@@ -112,9 +112,9 @@ def check_target_urls(plan: RunPlan) -> None:
         missing = [protocol for protocol in scenario.protocols if protocol not in given]
         if missing:
             raise PlanError(f"no target URL for {', '.join(missing)} (set WIRELAB_*_URL)")
-    elif scenario.replicated and given:
+    elif scenario.acts_on_targets and given:
         raise PlanError(
-            f"scenario {scenario.name!r} runs replicas and acts on them; it needs the "
+            f"scenario {scenario.name!r} acts on its targets; it needs the "
             f"lab's own targets, but --{given[0]}-url/--target-host points elsewhere"
         )
 

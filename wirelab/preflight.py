@@ -151,10 +151,12 @@ def _replica_problems(
     return problems
 
 
-def _process_problems(limits: HostLimits, connections: dict[str, int]) -> list[str]:
+def _process_problems(
+    limits: HostLimits, connections: dict[str, int], spare: Mapping[str, int]
+) -> list[str]:
     problems = []
     for protocol, count in connections.items():
-        processes = target_processes(count, limits.open_files)
+        processes = target_processes(count, limits.open_files) + spare.get(protocol, 0)
         if processes > MAX_REPLICAS:
             problems.append(
                 f"{count} {protocol} connections need {processes} target processes with this "
@@ -186,7 +188,7 @@ def capacity_problems(
         problems += _replica_problems(scenario, limits, connections, lab_protocols)
     else:
         lab = {p: n for p, n in connections.items() if p in lab_protocols}
-        problems += _process_problems(limits, lab)
+        problems += _process_problems(limits, lab, scenario.kill_counts())
     return problems
 
 

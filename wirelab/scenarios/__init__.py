@@ -32,7 +32,7 @@ from pydantic import (
 
 from ..exitcodes import UsageError
 from ..protocols import PROTOCOL_ORDER
-from .actions import Action, LabShape, Replicas
+from .actions import PROCESS_LAB_ACTIONS, Action, LabShape, Replicas
 from .fields import (
     Duration,
     FieldError,
@@ -225,7 +225,9 @@ class Scenario(Section):
 
     def _check_actions(self) -> None:
         """Every action starts within the run and names a protocol the run uses, and a kill
-        takes at most as many replicas as there are (all of them: an outage is a scenario)."""
+        on the replicated lab takes at most as many replicas as there are (all of them: an
+        outage is a scenario). The lab's own processes get as many spare ones as a kill takes
+        (:meth:`kill_counts`)."""
         protocols = self.protocols
         counts = self.replica_counts()
         for index, action in enumerate(self.actions):
@@ -242,7 +244,7 @@ class Scenario(Section):
                     f"{where}.service",
                 )
             services = protocols if action.service == "all" else [action.service]
-            for service in services if action.do == "kill" else ():
+            for service in services if action.do == "kill" and self.replicated else ():
                 if action.count > counts[service]:
                     raise FieldError(
                         f"kills {action.count} {service} replicas; "
@@ -252,13 +254,33 @@ class Scenario(Section):
 
     @property
     def replicated(self) -> bool:
-        """Whether the run needs the replicated lab (replicas, a balancer, an orchestrator)."""
+        """Whether the run needs the replicated lab (replicas, a balancer, an orchestrator):
+        replicas asked for, or an action that drains or adds processes behind a balancer.
+        Storms and kills alone run on the lab's processes themselves (see
+        :data:`~.actions.PROCESS_LAB_ACTIONS`)."""
+        return bool(self.replicas) or any(
+            action.do not in PROCESS_LAB_ACTIONS for action in self.actions
+        )
+
+    @property
+    def acts_on_targets(self) -> bool:
+        """Whether the run's actions act on the lab's own target processes."""
         return bool(self.replicas or self.actions)
 
     def replica_counts(self) -> dict[str, int]:
         """Replicas per protocol this run needs (1 where the scenario says nothing)."""
         default = self.replicas.get("*", 1)
         return {protocol: self.replicas.get(protocol, default) for protocol in self.protocols}
+
+    def kill_counts(self) -> dict[str, int]:
+        """The most processes of each protocol one ``kill`` action takes at once."""
+        counts: dict[str, int] = {}
+        for action in self.actions:
+            if action.do == "kill":
+                services = self.protocols if action.service == "all" else [action.service]
+                for service in services:
+                    counts[service] = max(counts.get(service, 0), action.count)
+        return counts
 
     def slot_counts(self) -> dict[str, int]:
         """Address slots per protocol: room for the most replicas any action asks for, plus
