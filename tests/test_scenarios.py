@@ -12,6 +12,9 @@ import jsonschema
 import pytest
 import yaml
 
+from wirelab.limits import HostLimits
+from wirelab.preflight import capacity_problems, client_source_addresses
+from wirelab.reconnect import ReconnectPolicy
 from wirelab.scenarios import ScenarioError, builtin_names, load_scenario, parse_scenario
 
 
@@ -69,6 +72,37 @@ def test_users_rescale_in_proportion_and_protocols_filter() -> None:
     assert scenario.protocols == ["rest", "ws"]
     with pytest.raises(ScenarioError, match="unknown protocol"):
         scenario.select_protocols(["mqtt"])
+
+
+def test_the_connections_scenario_ramps_cuts_everything_and_fits_100k_on_its_timeline() -> None:
+    """``connections``: SSE and WebSocket streams ramped at its spawn rate, one drop of
+    everything, full jitter with a 30 s cap, and a timeline on which 100,000 users (the
+    ``--users 100000`` run) finish their ramp before the drop and are back before the end.
+    It runs on the lab's own processes (no replicas, no proxy), and a machine with a file
+    limit of 20,000 fits it with six workers."""
+    scenario = load_scenario("connections")
+    assert set(scenario.protocols) == {"sse", "ws"} and 1000 <= scenario.total_users <= 10_000
+    assert not scenario.replicated and scenario.acts_on_targets
+    (drop,) = scenario.actions
+    assert (drop.do, drop.service) == ("drop_connections", "all")
+    policy = ReconnectPolicy.from_spec(scenario.reconnect)
+    assert policy.name == "full_jitter" and policy.params["cap"] == 30
+    for expression in ("sse:lost==0", "ws:lost==0", "*:duplicates==0"):
+        assert expression in scenario.thresholds
+    scenario.scale_users(100_000)
+    assert scenario.users == {"sse": 50_000, "ws_feed": 50_000}
+    ramp = scenario.total_users / scenario.spawn_rate
+    assert ramp < drop.at and drop.at + policy.params["cap"] + 2 < scenario.duration
+    limits = HostLimits(open_files=20_000, listen_backlog=4096, ephemeral_ports=28_232)
+    assert capacity_problems(scenario, limits, lab_protocols=scenario.protocols) != []
+    scenario.workers = 6
+    addresses = client_source_addresses(scenario, {}, env={})
+    assert (
+        capacity_problems(
+            scenario, limits, lab_protocols=scenario.protocols, source_addresses=addresses
+        )
+        == []
+    )
 
 
 def test_toml_and_rates(tmp_path) -> None:
