@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "CLIENT_PROCESS_FDS",
     "GRPC_STREAMS_PER_CHANNEL",
+    "GRPC_STREAMS_PER_CHANNEL_ENV",
     "REFUSAL_HEADROOM",
     "TARGET_PROCESS_FDS",
     "target_max_connections",
@@ -36,6 +37,8 @@ __all__ = [
 #: gRPC users a worker puts on one shared channel (one HTTP/2 connection) unless told
 #: otherwise (RFC 9113 5.1.2: a server should allow at least 100 concurrent streams).
 GRPC_STREAMS_PER_CHANNEL = 100
+#: The variable (and ``--grpc-streams-per-channel``, its Locust option) that sets it.
+GRPC_STREAMS_PER_CHANNEL_ENV = "WIRELAB_GRPC_STREAMS_PER_CHANNEL"
 #: Descriptors a Locust process keeps besides its users' connections (measured 20-75).
 CLIENT_PROCESS_FDS = 128
 #: Descriptors a target process keeps besides its clients (measured 25-60, and a Redis pool

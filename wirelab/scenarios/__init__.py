@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..capacity import GRPC_STREAMS_PER_CHANNEL
 from ..exitcodes import UsageError
 from ..protocols import PROTOCOL_ORDER
 from .actions import PROCESS_LAB_ACTIONS, Action, LabShape, Replicas
@@ -41,6 +42,7 @@ from .fields import (
     Reconnect,
     Section,
     Size,
+    SourceAddresses,
     Text,
     ThresholdExpression,
     first_problem,
@@ -175,6 +177,18 @@ class Scenario(Section):
     reconnect: Reconnect = Field(
         "full_jitter:base=0.5,cap=5", description="the stream users' reconnect policy"
     )
+    source_addresses: SourceAddresses | None = Field(
+        None,
+        description="local addresses the clients connect from, rotated per connection "
+        "(10.0.0.5,10.0.0.6 or 10.1.0.0/28): each gives the ephemeral ports anew, so a "
+        "remote target can take more than ~28k connections per port from one machine; "
+        "unset: loopback targets spread over 127.0.0.0/8 by themselves",
+    )
+    grpc_streams_per_channel: whole(1, 10_000) | None = Field(
+        None,
+        description="gRPC users sharing one channel (one HTTP/2 connection) in a worker; "
+        f"1: a connection each; unset: {GRPC_STREAMS_PER_CHANNEL}",
+    )
     thresholds: Annotated[
         list[ThresholdExpression], list_of("a list of expressions such as 'ws echo:p99<50ms'")
     ] = Field(default_factory=list, description="what the run must hold; exit 1 if not")
@@ -298,6 +312,11 @@ class Scenario(Section):
             )
             slots[protocol] = most + self.lab.spare_slots
         return slots
+
+    @property
+    def streams_per_channel(self) -> int:
+        """gRPC users per shared channel in a worker (the key, or the users' default)."""
+        return self.grpc_streams_per_channel or GRPC_STREAMS_PER_CHANNEL
 
     @property
     def total_users(self) -> int:
