@@ -117,8 +117,9 @@ def settings_for(quick: bool) -> dict[str, dict[str, Any]]:
         "scaling": {"workers": [1, 2, 8], "users": 64, "rate": 8000, "duration": 8, "rounds": 2},
         # Idle WebSocket connections from wirelab and from Tsung, one after the other, to one
         # target process: 18,000 is what that process holds under a file limit of 20,000
-        # (wirelab.capacity.target_max_connections).
-        "scale": {"connections": 18_000, "spawn_rate": 1000, "hold": 5},
+        # (wirelab.capacity.target_max_connections). 500/s: that process accepted 540-570
+        # handshakes/s from either tool when asked for 1,000 (its one core is the limit).
+        "scale": {"connections": 18_000, "spawn_rate": 500, "hold": 5},
     }
 
 
