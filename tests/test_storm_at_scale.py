@@ -128,7 +128,7 @@ def test_storms_and_kills_run_on_the_processes_sharing_a_port_with_no_proxy(
     assert targets == [
         "target-sse-1.log", "target-sse-2.log", "target-sse-3.log", "target-ws-1.log"
     ], logs  # fmt: skip
-    assert "processes sharing each port" in result.stdout, log
+    assert "lab: sse x3, ws x1 target processes" in result.stdout, log
 
     summary = json.loads((run_dir / "summary.json").read_text())
     actions = summary["deploy"]["actions"]

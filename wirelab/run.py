@@ -52,7 +52,7 @@ def _start_lab(lab: LocalLab, plan: RunPlan) -> tuple[dict[str, str], dict[str, 
         counts = ", ".join(
             f"{p} x{sum(t.protocols == (p,) for t in lab.target_processes)}" for p in missing
         )
-        print(f"  lab: {counts} processes sharing each port, one Redis feed, no proxy")
+        print(f"  lab: {counts} target processes on each protocol's port, one Redis feed, no proxy")
         return urls, lab.serve_control()
     shape = scenario.lab
     replicas = {p: n for p, n in scenario.replica_counts().items() if p in missing}
