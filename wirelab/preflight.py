@@ -12,7 +12,8 @@ Checked:
 - **source ports**: the connections to one target address and port from one source address
   fit the ephemeral port range;
 - **the lab's targets**: on the one-process lab, each protocol fits in at most
-  ``MAX_REPLICAS`` processes sharing its port; on the replicated lab, everything proxied fits
+  ``MAX_REPLICAS`` processes sharing its port (with the spare ones a scenario's kills get);
+  on the replicated lab, everything proxied fits
   HAProxy's one process (two descriptors per connection), and the gRPC users, who connect to
   every replica, fit each one.
 """
