@@ -38,8 +38,9 @@ from ..probes import http_ready, target_ready
 from ..processes import ManagedProcess, free_port, free_ports
 from ..protocols import PROTOCOL_ORDER, target_urls
 from .control import ControlServer
+from .local_orchestrator import LocalOrchestrator
 from .process_orchestrator import ProcessOrchestrator
-from .replicas import ReplicaError, start_redis
+from .replicas import ReplicaError, ReplicaLab, ReplicaSettings, start_redis
 
 HOST = "127.0.0.1"
 
@@ -221,12 +222,6 @@ class LocalLab:
     ) -> tuple[dict[str, str], dict[str, str]]:
         """Start the replicated lab (see :mod:`.replicas`) and serve its orchestrator on the
         control API; returns the users' URLs and the environment the master needs."""
-        import secrets  # noqa: PLC0415
-
-        from .control import ControlServer  # noqa: PLC0415
-        from .local_orchestrator import LocalOrchestrator  # noqa: PLC0415
-        from .replicas import ReplicaError, ReplicaLab, ReplicaSettings  # noqa: PLC0415
-
         admin_token = secrets.token_urlsafe(24)
         settings = ReplicaSettings(
             log_dir=self.run_dir / "logs",
