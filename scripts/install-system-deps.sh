@@ -11,6 +11,7 @@ packages=(
     nginx-light     # optional load balancer / static peer
     haproxy         # optional load balancer
     nghttp2-client  # h2load, the HTTP/2 and gRPC benchmark peer
+    tsung           # Tsung 1.7: the idle-WebSocket peer of the bench's scale part
     chromium        # headless screenshots of the HTML report and the Locust web UI
     python3-venv    # `python3 -m venv` (ensurepip) is split out of python3 on Debian
 )

@@ -123,3 +123,26 @@ def test_counts_from_an_even_number_of_repetitions_print_as_counts() -> None:
     assert _fmt(362.2) == "362.2"
     assert _fmt(6023.5) == "6,024"
     assert _fmt(4.5) == "4.5"
+
+
+def test_the_scale_table_shows_both_tools_and_their_ratio() -> None:
+    reps = [
+        {
+            "scale": {
+                "connections": 18000,
+                "spawn_rate": 1000,
+                "wirelab": {"held": 18000, "rss_mb": 250.0, "kb_per_conn": 11.0 * k,
+                            "cpu_ms_per_connect": 0.9},
+                "tsung": {"held": 18000, "rss_mb": 180.0, "kb_per_conn": 7.4,
+                          "cpu_ms_per_connect": 0.3},
+                "wirelab_over_tsung": {"kb_per_conn": 1.486 * k, "cpu_ms_per_connect": 3.0},
+            }
+        }
+        for k in (1.0, 1.02)
+    ]  # fmt: skip
+    report = {"repetitions": reps, "summary": {"scale": summarize_runs([r["scale"] for r in reps])}}
+    text = markdown(report)
+    assert "18,000 idle WebSocket connections" in text
+    (ratio_row,) = [line for line in text.splitlines() if line.startswith("| wirelab / Tsung")]
+    assert ratio_row.split("|")[4:6] == [" 1.5 ", " 3 "], ratio_row
+    assert "| tsung | 18,000 | 180 | 7.4 (±0%) | 0.3 (±0%) |" in text

@@ -147,6 +147,33 @@ def test_the_lab_serves_every_protocol_from_one_process_while_their_connections_
     ]  # fmt: skip
 
 
+def test_a_scenario_that_kills_gets_each_protocol_apart_and_a_spare_per_process_it_kills() -> None:
+    """Storms and kills run on these processes: a kill of SSE must leave WebSocket up, and
+    the killed process's clients must fit into the survivors, so the protocol it kills gets
+    as many processes more as one kill takes; the pre-flight counts them."""
+    small = {"sse": 10, "ws": 10}
+    assert target_process_plan(small, ["sse", "ws"], LIMITS.open_files, separate=True) == [
+        ("sse",), ("ws",),
+    ]  # fmt: skip
+    assert target_process_plan(
+        small, ["sse", "ws"], LIMITS.open_files, separate=True, spare={"sse": 2}
+    ) == [("sse",), ("sse",), ("sse",), ("ws",)]
+    kills = parse_scenario(
+        "name: k\nusers: {sse: 10, ws_feed: 10}\nduration: 30s\nactions:\n"
+        "  - {at: 5s, do: kill, service: sse, count: 2}\n"
+        "  - {at: 9s, do: kill, service: all}\n"
+        "  - {at: 12s, do: drop_connections, service: all}\n"
+    )
+    assert not kills.replicated and kills.kill_counts() == {"sse": 2, "ws": 1}
+    # 15 processes' worth of SSE users and two spares: beyond the lab's 16 per protocol.
+    room = target_max_connections(LIMITS.open_files)
+    kills.users, kills.workers = {"sse": 15 * room, "ws_feed": 10}, 64
+    (problem,) = capacity_problems(kills, LIMITS, lab_protocols=["sse", "ws"], source_addresses=999)
+    assert "need 17 target processes" in problem, problem
+    kills.users = {"sse": 14 * room, "ws_feed": 10}
+    assert capacity_problems(kills, LIMITS, lab_protocols=["sse", "ws"], source_addresses=999) == []
+
+
 # -- the pre-flight check --------------------------------------------------------------------
 
 

@@ -7,12 +7,19 @@ import json
 import subprocess
 import sys
 from importlib import resources
+from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
+from wirelab.capacity import GRPC_STREAMS_PER_CHANNEL_ENV
+from wirelab.limits import HostLimits
+from wirelab.plan import RunPlan
+from wirelab.preflight import capacity_problems, client_source_addresses
+from wirelab.reconnect import ReconnectPolicy
 from wirelab.scenarios import ScenarioError, builtin_names, load_scenario, parse_scenario
+from wirelab.source_addresses import SOURCE_ADDRESSES_ENV
 
 
 def test_builtin_scenarios_load_and_cover_every_protocol() -> None:
@@ -50,6 +57,23 @@ def test_builtin_scenarios_load_and_cover_every_protocol() -> None:
         ("name: x\nusers: {ws: 1}\nlab: 3", "lab: a mapping with grace"),
         ("name: x\nusers: {ws: 1}\nduration: 0s", "duration: must be positive"),
         ("name: x\nusers: {7: 1}", "users.7: unknown user kind"),
+        (
+            "name: x\nusers: {grpc: 1}\ngrpc_streams_per_channel: 0",
+            "grpc_streams_per_channel: must be from 1 to 10000, got 0",
+        ),
+        (
+            "name: x\nusers: {grpc: 1}\ngrpc_streams_per_channel: many",
+            "grpc_streams_per_channel: must be a whole number",
+        ),
+        (
+            "name: x\nusers: {sse: 1}\nsource_addresses: 10.0.0.300",
+            "source_addresses: '10.0.0.300' is not an address or CIDR",
+        ),
+        ("name: x\nusers: {sse: 1}\nsource_addresses: ','", "source_addresses: no address given"),
+        (
+            "name: x\nusers: {sse: 1}\nsource_addresses: [10.0.0.1]",
+            "source_addresses: must be a string",
+        ),
     ],
 )
 def test_bad_scenarios_name_the_problem(text: str, problem: str) -> None:
@@ -69,6 +93,67 @@ def test_users_rescale_in_proportion_and_protocols_filter() -> None:
     assert scenario.protocols == ["rest", "ws"]
     with pytest.raises(ScenarioError, match="unknown protocol"):
         scenario.select_protocols(["mqtt"])
+
+
+def test_the_connections_scenario_ramps_cuts_everything_and_fits_100k_on_its_timeline() -> None:
+    """``connections``: SSE and WebSocket streams ramped at its spawn rate, one drop of
+    everything, full jitter with a 30 s cap, and a timeline on which 100,000 users (the
+    ``--users 100000`` run) finish their ramp before the drop and are back before the end.
+    It runs on the lab's own processes (no replicas, no proxy), and a machine with a file
+    limit of 20,000 fits it with six workers."""
+    scenario = load_scenario("connections")
+    assert set(scenario.protocols) == {"sse", "ws"} and 1000 <= scenario.total_users <= 10_000
+    assert not scenario.replicated and scenario.acts_on_targets
+    (drop,) = scenario.actions
+    assert (drop.do, drop.service) == ("drop_connections", "all")
+    policy = ReconnectPolicy.from_spec(scenario.reconnect)
+    assert policy.name == "full_jitter" and policy.params["cap"] == 30
+    for expression in ("sse:lost==0", "ws:lost==0", "*:duplicates==0"):
+        assert expression in scenario.thresholds
+    scenario.scale_users(100_000)
+    assert scenario.users == {"sse": 50_000, "ws_feed": 50_000}
+    ramp = scenario.total_users / scenario.spawn_rate
+    assert ramp < drop.at and drop.at + policy.params["cap"] + 2 < scenario.duration
+    limits = HostLimits(open_files=20_000, listen_backlog=4096, ephemeral_ports=28_232)
+    assert capacity_problems(scenario, limits, lab_protocols=scenario.protocols) != []
+    scenario.workers = 6
+    addresses = client_source_addresses(scenario, {}, env={})
+    assert (
+        capacity_problems(
+            scenario, limits, lab_protocols=scenario.protocols, source_addresses=addresses
+        )
+        == []
+    )
+
+
+def test_source_addresses_and_grpc_streams_per_channel_reach_the_users_and_the_preflight() -> None:
+    """Both keys become the users' variables (unset: nothing is set, the users' defaults
+    hold), and the pre-flight counts with them: ports per source address, gRPC channels."""
+    text = "name: x\nusers: {sse: 50000, grpc: 400}\nworkers: 4\n"
+    plain = RunPlan(scenario=parse_scenario(text), thresholds=[], report_dir=Path("r"))
+    env = plain.process_environment({})
+    assert SOURCE_ADDRESSES_ENV not in env and GRPC_STREAMS_PER_CHANNEL_ENV not in env
+    keyed = parse_scenario(text + "source_addresses: 10.1.0.0/30\ngrpc_streams_per_channel: 1\n")
+    env = RunPlan(scenario=keyed, thresholds=[], report_dir=Path("r")).process_environment({})
+    assert env[SOURCE_ADDRESSES_ENV] == "10.1.0.0/30"
+    assert env[GRPC_STREAMS_PER_CHANNEL_ENV] == "1"
+    remote = {"sse": "http://10.9.0.1:8081", "grpc": "10.9.0.1:8083"}
+    assert client_source_addresses(plain.scenario, remote, env={}) == {"sse": 1, "grpc": 1}
+    assert client_source_addresses(keyed, remote, env={}) == {"sse": 2, "grpc": 1}
+    limits = HostLimits(open_files=1_000_000, listen_backlog=4096, ephemeral_ports=28_232)
+    # 50,000 SSE connections from one address overflow its ports; from two they fit.
+    assert any(
+        "50000 sse connections" in problem
+        for problem in capacity_problems(plain.scenario, limits, source_addresses={"sse": 1})
+    )
+    assert capacity_problems(keyed, limits, source_addresses={"sse": 2, "grpc": 1}) == []
+    # One channel per gRPC user: 500 connections per worker instead of 5.
+    few = HostLimits(open_files=400, listen_backlog=4096, ephemeral_ports=28_232)
+    shared = parse_scenario("name: x\nusers: {grpc: 2000}\nworkers: 4\n")
+    assert capacity_problems(shared, few) == []
+    own = parse_scenario("name: x\nusers: {grpc: 2000}\nworkers: 4\ngrpc_streams_per_channel: 1\n")
+    (problem,) = capacity_problems(own, few)
+    assert "file descriptors per worker" in problem
 
 
 def test_toml_and_rates(tmp_path) -> None:

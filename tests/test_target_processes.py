@@ -200,7 +200,7 @@ def test_wirelab_run_gives_a_protocol_as_many_processes_as_its_users_need_under_
     )
     (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     logs = sorted(p.name for p in (run_dir / "logs").glob("target*.log"))
-    assert logs == ["target-sse-1.log", "target-sse-2.log", "target-ws-3.log"], logs
+    assert logs == ["target-sse-1.log", "target-sse-2.log", "target-ws-1.log"], logs
     assert (run_dir / "redis").is_dir()
     summary = json.loads((run_dir / "summary.json").read_text())
     streams = {row["protocol"]: row for row in summary["streams"]}

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "CLIENT_PROCESS_FDS",
     "GRPC_STREAMS_PER_CHANNEL",
+    "GRPC_STREAMS_PER_CHANNEL_ENV",
     "REFUSAL_HEADROOM",
     "TARGET_PROCESS_FDS",
     "target_max_connections",
@@ -36,6 +37,8 @@ __all__ = [
 #: gRPC users a worker puts on one shared channel (one HTTP/2 connection) unless told
 #: otherwise (RFC 9113 5.1.2: a server should allow at least 100 concurrent streams).
 GRPC_STREAMS_PER_CHANNEL = 100
+#: The variable (and ``--grpc-streams-per-channel``, its Locust option) that sets it.
+GRPC_STREAMS_PER_CHANNEL_ENV = "WIRELAB_GRPC_STREAMS_PER_CHANNEL"
 #: Descriptors a Locust process keeps besides its users' connections (measured 20-75).
 CLIENT_PROCESS_FDS = 128
 #: Descriptors a target process keeps besides its clients (measured 25-60, and a Redis pool
@@ -61,20 +64,31 @@ def target_processes(connections: int, open_files: int) -> int:
 
 
 def target_process_plan(
-    connections: Mapping[str, int], protocols: Sequence[str], open_files: int
+    connections: Mapping[str, int],
+    protocols: Sequence[str],
+    open_files: int,
+    *,
+    separate: bool = False,
+    spare: Mapping[str, int] | None = None,
 ) -> list[tuple[str, ...]]:
     """The protocols each of the lab's target processes serves, one tuple per process.
 
     All in one process while their ``connections`` together fit one file limit (the lab as
-    it always was); otherwise each protocol gets :func:`target_processes` processes of its
-    own, which share its port (``SO_REUSEPORT``) and one feed.
+    it always was) and ``separate`` is false; otherwise each protocol gets
+    :func:`target_processes` processes of its own, which share its port (``SO_REUSEPORT``)
+    and one feed. ``separate``: a scenario acts on the processes of one protocol, and the
+    others must not go down with them. ``spare``: processes per protocol beyond what its
+    connections need, so that when a scenario kills that many, the clients they held fit
+    into the rest instead of being refused at ``--max-connections``.
     """
-    if sum(connections.get(protocol, 0) for protocol in protocols) <= target_max_connections(
-        open_files
-    ):
+    spare = spare or {}
+    total = sum(connections.get(protocol, 0) for protocol in protocols)
+    if not separate and not any(spare.values()) and total <= target_max_connections(open_files):
         return [tuple(protocols)]
     return [
         (protocol,)
         for protocol in protocols
-        for _ in range(target_processes(connections.get(protocol, 0), open_files))
+        for _ in range(
+            target_processes(connections.get(protocol, 0), open_files) + spare.get(protocol, 0)
+        )
     ]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .capacity import GRPC_STREAMS_PER_CHANNEL_ENV
 from .exitcodes import UsageError
 from .locust_command import Headless
 from .metrics.sinks import validate_sink_url
@@ -28,6 +29,7 @@ from .protocols import target_urls, url_environment
 from .run_locustfile import LocustfileError, check_locustfile, python_path
 from .run_options import DEFAULT_WORKER_WAIT_S, RunRequest
 from .scenarios import Scenario, ScenarioError, load_scenario
+from .source_addresses import SOURCE_ADDRESSES_ENV
 from .thresholds import Threshold, ThresholdError, parse_threshold
 from .webview.settings import live_view_environment
 
@@ -90,6 +92,11 @@ class RunPlan:
         }
         if scenario.rate is not None:
             env["WIRELAB_RATE"] = f"{scenario.rate:g}/s"
+        # Unset keys leave the users' own defaults (and a variable the user exported) alone.
+        if scenario.source_addresses is not None:
+            env[SOURCE_ADDRESSES_ENV] = scenario.source_addresses
+        if scenario.grpc_streams_per_channel is not None:
+            env[GRPC_STREAMS_PER_CHANNEL_ENV] = str(scenario.grpc_streams_per_channel)
         if self.locustfile is not None:
             env["PYTHONPATH"] = python_path(self.locustfile)
         return env
@@ -112,9 +119,9 @@ def check_target_urls(plan: RunPlan) -> None:
         missing = [protocol for protocol in scenario.protocols if protocol not in given]
         if missing:
             raise PlanError(f"no target URL for {', '.join(missing)} (set WIRELAB_*_URL)")
-    elif scenario.replicated and given:
+    elif scenario.acts_on_targets and given:
         raise PlanError(
-            f"scenario {scenario.name!r} runs replicas and acts on them; it needs the "
+            f"scenario {scenario.name!r} acts on its targets; it needs the "
             f"lab's own targets, but --{given[0]}-url/--target-host points elsewhere"
         )
 

@@ -12,7 +12,8 @@ Checked:
 - **source ports**: the connections to one target address and port from one source address
   fit the ephemeral port range;
 - **the lab's targets**: on the one-process lab, each protocol fits in at most
-  ``MAX_REPLICAS`` processes sharing its port; on the replicated lab, everything proxied fits
+  ``MAX_REPLICAS`` processes sharing its port (with the spare ones a scenario's kills get);
+  on the replicated lab, everything proxied fits
   HAProxy's one process (two descriptors per connection), and the gRPC users, who connect to
   every replica, fit each one.
 """
@@ -26,7 +27,6 @@ from urllib.parse import urlsplit
 
 from .capacity import (
     CLIENT_PROCESS_FDS,
-    GRPC_STREAMS_PER_CHANNEL,
     target_max_connections,
     target_processes,
 )
@@ -73,8 +73,8 @@ def _client_fds(scenario: Scenario) -> tuple[int, int]:
         per_worker = math.ceil(count / workers)
         if USER_PROTOCOL[key] == "grpc":
             # gRPC users share a worker's channels, each holding a connection per address.
-            busiest += math.ceil(per_worker / GRPC_STREAMS_PER_CHANNEL) * grpc_slots
-            total += math.ceil(count / GRPC_STREAMS_PER_CHANNEL) * grpc_slots
+            busiest += math.ceil(per_worker / scenario.streams_per_channel) * grpc_slots
+            total += math.ceil(count / scenario.streams_per_channel) * grpc_slots
         else:
             busiest += per_worker
             total += count
@@ -105,7 +105,9 @@ def _port_problems(
     low, high = ephemeral_range()
     for protocol, users in connections_by_protocol(scenario).items():
         # gRPC users share channels: one TCP connection carries many of their streams.
-        connections = math.ceil(users / GRPC_STREAMS_PER_CHANNEL) if protocol == "grpc" else users
+        connections = (
+            math.ceil(users / scenario.streams_per_channel) if protocol == "grpc" else users
+        )
         if isinstance(source_addresses, Mapping):
             sources = source_addresses.get(protocol, 1)
         else:
@@ -151,10 +153,12 @@ def _replica_problems(
     return problems
 
 
-def _process_problems(limits: HostLimits, connections: dict[str, int]) -> list[str]:
+def _process_problems(
+    limits: HostLimits, connections: dict[str, int], spare: Mapping[str, int]
+) -> list[str]:
     problems = []
     for protocol, count in connections.items():
-        processes = target_processes(count, limits.open_files)
+        processes = target_processes(count, limits.open_files) + spare.get(protocol, 0)
         if processes > MAX_REPLICAS:
             problems.append(
                 f"{count} {protocol} connections need {processes} target processes with this "
@@ -186,19 +190,20 @@ def capacity_problems(
         problems += _replica_problems(scenario, limits, connections, lab_protocols)
     else:
         lab = {p: n for p, n in connections.items() if p in lab_protocols}
-        problems += _process_problems(limits, lab)
+        problems += _process_problems(limits, lab, scenario.kill_counts())
     return problems
 
 
 def client_source_addresses(
     scenario: Scenario, target_urls: Mapping[str, str], env: Mapping[str, str] | None = None
 ) -> dict[str, int]:
-    """How many source addresses each protocol's clients connect from: the ones
-    ``WIRELAB_SOURCE_ADDRESSES`` gives, else 254 per worker for a loopback target (the lab's
-    own, or a URL on 127.0.0.0/8; :mod:`wirelab.users.source_addresses`), else one. gRPC
-    cannot bind a source address: one."""
+    """How many source addresses each protocol's clients connect from: the ones the
+    scenario's ``source_addresses`` or ``WIRELAB_SOURCE_ADDRESSES`` gives, else 254 per
+    worker for a loopback target (the lab's own, or a URL on 127.0.0.0/8;
+    :mod:`wirelab.users.source_addresses`), else one. gRPC cannot bind a source address:
+    one."""
     env = os.environ if env is None else env
-    given = env.get(SOURCE_ADDRESSES_ENV, "").strip()
+    given = (scenario.source_addresses or env.get(SOURCE_ADDRESSES_ENV, "")).strip()
     explicit = len(parse_source_addresses(given)) if given else 0
     counts = {}
     for protocol in scenario.protocols:

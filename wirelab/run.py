@@ -41,10 +41,19 @@ def _start_lab(lab: LocalLab, plan: RunPlan) -> tuple[dict[str, str], dict[str, 
         redis_url=plan.redis_url,
         extra_args=plan.target_args,
         connections=connections_by_protocol(scenario),
+        acted_on=bool(scenario.actions),
+        spare=scenario.kill_counts(),
     )
     if not scenario.replicated:
         urls.update(lab.start_targets(spec))
-        return urls, {}
+        if not scenario.actions:
+            return urls, {}
+        # Storms and kills act on the processes themselves: no balancer, no replicas.
+        counts = ", ".join(
+            f"{p} x{sum(t.protocols == (p,) for t in lab.target_processes)}" for p in missing
+        )
+        print(f"  lab: {counts} target processes on each protocol's port, one Redis feed, no proxy")
+        return urls, lab.serve_control()
     shape = scenario.lab
     replicas = {p: n for p, n in scenario.replica_counts().items() if p in missing}
     slots = {p: n for p, n in scenario.slot_counts().items() if p in missing}

@@ -31,12 +31,16 @@ LOOPBACK_BLOCK = 254
 MAX_ADDRESSES = 65_536
 
 
-def parse_source_addresses(text: str) -> list[str]:
+def parse_source_addresses(text: str, *, name: str = "--source-addresses") -> list[str]:
     """``"10.0.0.5, 10.0.0.6"`` or ``"10.1.0.0/28"`` -> the addresses, in order.
+
+    ``name``: what the message calls the setting (the option; empty: a scenario key, which
+    its error names already).
 
     Raises:
         ValueError: not addresses or a network; the message names the bad part.
     """
+    label = f"{name}: " if name else ""
     addresses: list[str] = []
     for part in (piece.strip() for piece in text.split(",")):
         if not part:
@@ -51,11 +55,9 @@ def parse_source_addresses(text: str) -> list[str]:
             else:
                 addresses.append(str(ipaddress.ip_address(part)))
         except ValueError as exc:
-            raise ValueError(
-                f"--source-addresses: {part!r} is not an address or CIDR ({exc})"
-            ) from None
+            raise ValueError(f"{label}{part!r} is not an address or CIDR ({exc})") from None
     if not addresses:
-        raise ValueError("--source-addresses: no address given")
+        raise ValueError(f"{label}no address given")
     return addresses
 
 

@@ -308,6 +308,35 @@ def tables(report: dict[str, Any]) -> list[Table]:
                 ],
             )
         )
+    scale = summary.get("scale")
+    if scale:
+        ratios = scale.get("wirelab_over_tsung") or {}
+        out.append(
+            (
+                f"Scale: {_fmt(scale.get('connections'))} idle WebSocket connections to one "
+                "target, wirelab beside Tsung 1.7",
+                ["tool", "held", "client RSS MB", "KiB / conn", "CPU ms / connect"],
+                [
+                    [
+                        tool,
+                        _fmt((scale.get(tool) or {}).get("held")),
+                        _fmt((scale.get(tool) or {}).get("rss_mb")),
+                        _spread((scale.get(tool) or {}).get("kb_per_conn")),
+                        _spread((scale.get(tool) or {}).get("cpu_ms_per_connect")),
+                    ]
+                    for tool in ("wirelab", "tsung")
+                ]
+                + [
+                    [
+                        "wirelab / Tsung",
+                        "",
+                        "",
+                        _fmt(ratios.get("kb_per_conn")),
+                        _fmt(ratios.get("cpu_ms_per_connect")),
+                    ]
+                ],
+            )
+        )
     claims = report.get("claims")
     if claims:
         out.append(

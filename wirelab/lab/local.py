@@ -10,6 +10,11 @@ own that share the protocol's port (``SO_REUSEPORT``: the kernel spreads new con
 over them) and one feed in a redis-server, so a client that reconnects onto another process
 resumes where it left off. Each of those processes has an admin port (``/stats``,
 ``/admin/drop``, see :mod:`wirelab.targets.admin`).
+
+A scenario whose only actions are ``drop_connections`` and ``kill`` runs here too, with no
+balancer in front: every protocol then has processes of its own (a kill of ``sse`` leaves
+``ws`` up), each with an admin port, all on one Redis feed, and :meth:`LocalLab.serve_control`
+serves a :class:`~.process_orchestrator.ProcessOrchestrator` over them to the Locust master.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from ..locust_command import Headless, WebUi, master_argv, worker_argv
 from ..probes import http_ready, target_ready
 from ..processes import ManagedProcess, free_port, free_ports
 from ..protocols import PROTOCOL_ORDER, target_urls
+from .control import ControlServer
+from .local_orchestrator import LocalOrchestrator
+from .process_orchestrator import ProcessOrchestrator
+from .replicas import ReplicaError, ReplicaLab, ReplicaSettings, start_redis
 
 HOST = "127.0.0.1"
 
@@ -53,6 +62,13 @@ class TargetSpec:
     #: Client connections per protocol (the scenario's users): how many processes serve each.
     #: Empty: one process for every protocol.
     connections: dict[str, int] = field(default_factory=dict)
+    #: The scenario acts on these processes (``drop_connections``, ``kill``): each protocol
+    #: in processes of its own, each with an admin port, the feed in Redis so that a process
+    #: started in a killed one's place resumes it.
+    acted_on: bool = False
+    #: Processes per protocol beyond what its connections need: as many as a scenario kills
+    #: at once, so that their clients fit into the others.
+    spare: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -63,6 +79,8 @@ class TargetProcess:
     process: ManagedProcess
     #: ``None`` for the lab's single process, which needs no admin port.
     admin_port: int | None = None
+    #: Its name among the processes of its protocol (``ws-2``), for the timeline and monitor.
+    name: str = "targets"
 
     @property
     def admin_url(self) -> str | None:
@@ -84,6 +102,8 @@ class LocalLab:
         self.python = python
         #: The lab's own target processes (several per protocol when the run needs them).
         self.target_processes: list[TargetProcess] = []
+        #: Each protocol's port on the lab's own target processes.
+        self.target_ports: dict[str, int] = {}
         #: The redis-server of the shared feed, when the lab started one for its targets.
         self.redis: ManagedProcess | None = None
         #: Bearer token of the target processes' admin ports (``WIRELAB_ADMIN_TOKEN``).
@@ -103,32 +123,43 @@ class LocalLab:
         sharing one feed; returns their URLs (one per protocol, whatever the processes)."""
         protocols = [name for name in PROTOCOL_ORDER if name in spec.protocols]
         ports = dict(zip(protocols, free_ports(len(protocols), HOST), strict=True))
-        plan = target_process_plan(spec.connections, protocols, open_files_limit())
+        plan = target_process_plan(
+            spec.connections,
+            protocols,
+            open_files_limit(),
+            separate=spec.acted_on,
+            spare=spec.spare,
+        )
+        # Several processes, or processes a scenario cuts and kills: admin ports, one feed.
+        managed = len(plan) > 1 or spec.acted_on
         redis_url = spec.redis_url
-        if len(plan) > 1 and not redis_url:
-            from .replicas import ReplicaError, start_redis  # noqa: PLC0415 - only when shared
-
+        if managed and not redis_url:
             try:
                 self.redis, redis_url = start_redis(self.run_dir / "redis")
             except ReplicaError as exc:
                 raise LabError(str(exc)) from None
         shared = {name for name in protocols if sum(name in group for group in plan) > 1}
-        for index, group in enumerate(plan):
+        numbers: dict[tuple[str, ...], int] = {}
+        for group in plan:
             argv = self._target_argv(spec, group, ports, redis_url)
             admin_port = None
-            if len(plan) > 1:
+            numbers[group] = numbers.get(group, 0) + 1
+            name = f"{'-'.join(group)}-{numbers[group]}" if managed else "targets"
+            if managed:
                 admin_port = free_port(HOST)
                 argv += ["--admin-port", str(admin_port)]
-                if shared.intersection(group):
+                # A process started in a killed one's place binds the port its siblings hold.
+                if shared.intersection(group) or spec.acted_on:
                     argv.append("--reuse-port")
-            name = "targets" if len(plan) == 1 else f"target-{'-'.join(group)}-{index + 1}"
+            label = f"target-{name}" if managed else name
             process = ManagedProcess(
                 argv,
-                name=name,
+                name=label,
                 env=_child_env({"WIRELAB_ADMIN_TOKEN": self.admin_token}),
-                log_path=self.run_dir / "logs" / f"{name}.log",
+                log_path=self.run_dir / "logs" / f"{label}.log",
             ).start()
-            self.target_processes.append(TargetProcess(group, process, admin_port))
+            self.target_processes.append(TargetProcess(group, process, admin_port, name))
+        self.target_ports = ports
         for target in self.target_processes:
             try:
                 target.process.wait_ready(lambda t=target: t.ready(ports), timeout=ready_timeout)
@@ -137,6 +168,15 @@ class LocalLab:
                     f"targets did not become ready: {str(exc).splitlines()[0]}"
                 ) from None
         return target_urls(HOST, ports)
+
+    def serve_control(self) -> dict[str, str]:
+        """Serve a :class:`~.process_orchestrator.ProcessOrchestrator` over the target
+        processes on the control API; the environment the master needs to reach it."""
+        orchestrator = ProcessOrchestrator(
+            self.target_processes, self.target_ports, admin_token=self.admin_token
+        )
+        self.control = ControlServer(orchestrator).start()
+        return {**self.control.environment(), "WIRELAB_ADMIN_TOKEN": self.admin_token}
 
     def _target_argv(
         self,
@@ -182,12 +222,6 @@ class LocalLab:
     ) -> tuple[dict[str, str], dict[str, str]]:
         """Start the replicated lab (see :mod:`.replicas`) and serve its orchestrator on the
         control API; returns the users' URLs and the environment the master needs."""
-        import secrets  # noqa: PLC0415
-
-        from .control import ControlServer  # noqa: PLC0415
-        from .local_orchestrator import LocalOrchestrator  # noqa: PLC0415
-        from .replicas import ReplicaError, ReplicaLab, ReplicaSettings  # noqa: PLC0415
-
         admin_token = secrets.token_urlsafe(24)
         settings = ReplicaSettings(
             log_dir=self.run_dir / "logs",

@@ -1,7 +1,8 @@
 """Target replicas on one machine: N processes per protocol, one Redis feed, a balancer.
 
-Shape of the replicated lab (what ``wirelab run`` starts for a scenario with ``replicas`` or
-``actions``):
+Shape of the replicated lab (what ``wirelab run`` starts for a scenario with ``replicas``, a
+``rolling_restart`` or a ``scale``; storms and kills alone run on the lab's own processes,
+:mod:`.process_orchestrator`):
 
 - **one redis-server** (started here unless the run was given ``--redis-url``): the feed's
   log, so a client that reconnects to any replica resumes where it left off, and the

@@ -30,9 +30,10 @@ from pydantic import (
     model_validator,
 )
 
+from ..capacity import GRPC_STREAMS_PER_CHANNEL
 from ..exitcodes import UsageError
 from ..protocols import PROTOCOL_ORDER
-from .actions import Action, LabShape, Replicas
+from .actions import PROCESS_LAB_ACTIONS, Action, LabShape, Replicas
 from .fields import (
     Duration,
     FieldError,
@@ -41,6 +42,7 @@ from .fields import (
     Reconnect,
     Section,
     Size,
+    SourceAddresses,
     Text,
     ThresholdExpression,
     first_problem,
@@ -175,6 +177,18 @@ class Scenario(Section):
     reconnect: Reconnect = Field(
         "full_jitter:base=0.5,cap=5", description="the stream users' reconnect policy"
     )
+    source_addresses: SourceAddresses | None = Field(
+        None,
+        description="local addresses the clients connect from, rotated per connection "
+        "(10.0.0.5,10.0.0.6 or 10.1.0.0/28): each gives the ephemeral ports anew, so a "
+        "remote target can take more than ~28k connections per port from one machine; "
+        "unset: loopback targets spread over 127.0.0.0/8 by themselves",
+    )
+    grpc_streams_per_channel: whole(1, 10_000) | None = Field(
+        None,
+        description="gRPC users sharing one channel (one HTTP/2 connection) in a worker; "
+        f"1: a connection each; unset: {GRPC_STREAMS_PER_CHANNEL}",
+    )
     thresholds: Annotated[
         list[ThresholdExpression], list_of("a list of expressions such as 'ws echo:p99<50ms'")
     ] = Field(default_factory=list, description="what the run must hold; exit 1 if not")
@@ -225,7 +239,9 @@ class Scenario(Section):
 
     def _check_actions(self) -> None:
         """Every action starts within the run and names a protocol the run uses, and a kill
-        takes at most as many replicas as there are (all of them: an outage is a scenario)."""
+        on the replicated lab takes at most as many replicas as there are (all of them: an
+        outage is a scenario). The lab's own processes get as many spare ones as a kill takes
+        (:meth:`kill_counts`)."""
         protocols = self.protocols
         counts = self.replica_counts()
         for index, action in enumerate(self.actions):
@@ -242,7 +258,7 @@ class Scenario(Section):
                     f"{where}.service",
                 )
             services = protocols if action.service == "all" else [action.service]
-            for service in services if action.do == "kill" else ():
+            for service in services if action.do == "kill" and self.replicated else ():
                 if action.count > counts[service]:
                     raise FieldError(
                         f"kills {action.count} {service} replicas; "
@@ -252,13 +268,33 @@ class Scenario(Section):
 
     @property
     def replicated(self) -> bool:
-        """Whether the run needs the replicated lab (replicas, a balancer, an orchestrator)."""
+        """Whether the run needs the replicated lab (replicas, a balancer, an orchestrator):
+        replicas asked for, or an action that drains or adds processes behind a balancer.
+        Storms and kills alone run on the lab's processes themselves (see
+        :data:`~.actions.PROCESS_LAB_ACTIONS`)."""
+        return bool(self.replicas) or any(
+            action.do not in PROCESS_LAB_ACTIONS for action in self.actions
+        )
+
+    @property
+    def acts_on_targets(self) -> bool:
+        """Whether the run's actions act on the lab's own target processes."""
         return bool(self.replicas or self.actions)
 
     def replica_counts(self) -> dict[str, int]:
         """Replicas per protocol this run needs (1 where the scenario says nothing)."""
         default = self.replicas.get("*", 1)
         return {protocol: self.replicas.get(protocol, default) for protocol in self.protocols}
+
+    def kill_counts(self) -> dict[str, int]:
+        """The most processes of each protocol one ``kill`` action takes at once."""
+        counts: dict[str, int] = {}
+        for action in self.actions:
+            if action.do == "kill":
+                services = self.protocols if action.service == "all" else [action.service]
+                for service in services:
+                    counts[service] = max(counts.get(service, 0), action.count)
+        return counts
 
     def slot_counts(self) -> dict[str, int]:
         """Address slots per protocol: room for the most replicas any action asks for, plus
@@ -276,6 +312,11 @@ class Scenario(Section):
             )
             slots[protocol] = most + self.lab.spare_slots
         return slots
+
+    @property
+    def streams_per_channel(self) -> int:
+        """gRPC users per shared channel in a worker (the key, or the users' default)."""
+        return self.grpc_streams_per_channel or GRPC_STREAMS_PER_CHANNEL
 
     @property
     def total_users(self) -> int:

@@ -17,8 +17,12 @@ actions:                     # run by the Locust master at their time, on the ru
   - {at: 40s, do: scale, service: ws, replicas: 4}
 ```
 
-A scenario with ``replicas`` or ``actions`` runs on the replicated lab (``wirelab.lab.replicas``:
-N processes per protocol, one Redis, HAProxy); without them, on the one-process lab.
+A scenario with ``replicas``, or with a ``rolling_restart`` or ``scale``, runs on the replicated
+lab (``wirelab.lab.replicas``: N processes per protocol, one Redis, HAProxy). One whose only
+actions are ``drop_connections`` and ``kill`` runs on the lab's own processes, as many per
+protocol as its connections need, sharing each port and one Redis feed, with no proxy in
+front (``wirelab.lab.process_orchestrator``): a storm of 100,000 connections never has to fit
+one HAProxy process. Without either, on the one-process lab.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .fields import Duration, FieldError, Section, whole
 __all__ = [
     "ACTIONS",
     "MAX_REPLICAS",
+    "PROCESS_LAB_ACTIONS",
     "SERVICES",
     "Action",
     "LabShape",
@@ -41,6 +46,8 @@ __all__ = [
 
 #: What an action may do: the orchestrator's methods.
 ACTIONS = ("rolling_restart", "kill", "drop_connections", "scale")
+#: The actions the lab's own target processes carry out without replicas or a balancer.
+PROCESS_LAB_ACTIONS = frozenset({"drop_connections", "kill"})
 #: What it may act on: a target protocol, or every protocol of the run.
 SERVICES = (*PROTOCOL_ORDER, "all")
 #: Largest replica count per protocol on one machine (each is a process).

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from ..reconnect import POLICIES, ReconnectPolicy
+from ..source_addresses import parse_source_addresses
 from ..thresholds import parse_threshold
 from ..units import (
     DURATION_PATTERN,
@@ -41,6 +42,7 @@ __all__ = [
     "Reconnect",
     "Section",
     "Size",
+    "SourceAddresses",
     "Text",
     "ThresholdExpression",
     "first_problem",
@@ -176,6 +178,13 @@ ThresholdExpression = _checked_text(
     parse_threshold,
     r"^.+:[a-z0-9_]+\s*(<=|>=|==|!=|<|>)\s*.+$",
     "SELECTOR:METRIC OP VALUE, e.g. 'ws echo:p99<50ms', 'sse:lost==0'",
+)
+
+#: Local addresses to connect from: ``10.0.0.5,10.0.0.6`` or a CIDR, ``10.1.0.0/28``.
+SourceAddresses = _checked_text(
+    lambda text: parse_source_addresses(text, name=""),
+    r"\S",
+    "local addresses the clients connect from: comma-separated addresses or a CIDR",
 )
 
 

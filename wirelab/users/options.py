@@ -66,7 +66,7 @@ from typing import Any
 from locust import events
 from locust.exception import StopTest
 
-from ..capacity import GRPC_STREAMS_PER_CHANNEL
+from ..capacity import GRPC_STREAMS_PER_CHANNEL, GRPC_STREAMS_PER_CHANNEL_ENV
 from ..protocols import URL_VARIABLES
 from ..reconnect import ReconnectPolicy
 from ..source_addresses import SOURCE_ADDRESSES_ENV
@@ -182,7 +182,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "grpc_streams_per_channel",
         "--grpc-streams-per-channel",
-        "WIRELAB_GRPC_STREAMS_PER_CHANNEL",
+        GRPC_STREAMS_PER_CHANNEL_ENV,
         "gRPC users that share one channel (one HTTP/2 connection) in a worker; 1 gives "
         "every user its own channel and TCP connection.",
         str(GRPC_STREAMS_PER_CHANNEL),
