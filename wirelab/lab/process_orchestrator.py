@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from .orchestrator import ActionResult, OrchestratorError
+from .orchestrator import ActionResult, OrchestratorError, select_services
 from .replicas import LabEvents
 
 if TYPE_CHECKING:  # local.py builds this orchestrator: importing it at run time is a cycle
@@ -63,7 +63,7 @@ class ProcessOrchestrator:
     # -- the protocol's methods ------------------------------------------------------------
 
     def drop_connections(self, service: str) -> ActionResult:
-        protocols = self._protocols(service)
+        protocols = self._protocols("drop_connections", service)
         started = time.time()
         targets = [p for p in self.processes if set(p.protocols) & set(protocols)]
         # All at once: a network blip cuts every connection in the same instant, not one
@@ -83,7 +83,7 @@ class ProcessOrchestrator:
     def kill(self, service: str, count: int = 1) -> ActionResult:
         if count < 1:
             raise OrchestratorError(f"kill {service}: count must be at least 1, got {count}")
-        protocols = self._protocols(service)
+        protocols = self._protocols("kill", service)
         started = time.time()
         victims: list[TargetProcess] = []
         for protocol in protocols:
@@ -113,7 +113,7 @@ class ProcessOrchestrator:
 
     def wait_ready(self, service: str, *, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
-        protocols = set(self._protocols(service))
+        protocols = set(self._protocols("wait_ready", service))
         for target in self.processes:
             if protocols & set(target.protocols):
                 self._wait_ready(target, max(0.1, deadline - time.monotonic()))
@@ -145,13 +145,8 @@ class ProcessOrchestrator:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _protocols(self, service: str) -> list[str]:
-        if service == "all":
-            return list(self.ports)
-        if service not in self.ports:
-            known = ", ".join([*self.ports, "all"])
-            raise OrchestratorError(f"unknown service {service!r} in this lab (known: {known})")
-        return [service]
+    def _protocols(self, action: str, service: str) -> list[str]:
+        return list(select_services(action, service, list(self.ports), "in this lab"))
 
     def _needs_replicas(self, action: str, service: str) -> OrchestratorError:
         return OrchestratorError(
