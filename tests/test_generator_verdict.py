@@ -428,6 +428,29 @@ def test_a_failed_threshold_is_exit_1_and_an_incomplete_run_3_whatever_the_gener
     assert build_report(plan, incomplete=["workers lost"], wall_time_s=1.0) == EXIT_INCOMPLETE
 
 
+def test_workers_that_missed_heartbeats_and_came_back_leave_the_run_complete(tmp_path) -> None:
+    """Every worker went missing once (a stalled host): the run is incomplete only while one
+    of them never came back; otherwise it is judged, here as generator-bound."""
+    plan = recorded_run(tmp_path, cpu=99.0, thresholds=["ws echo:count>0"])
+    metrics = plan.run_dir / "metrics.json"
+    data = json.loads(metrics.read_text())
+    assert sorted(data["workers"]["seen"]) == ["w1", "w2"]
+    data["workers"]["lost"] = [
+        {"worker": "w1", "at": 10.0, "back_at": 14.0},
+        {"worker": "w2", "at": 11.0, "back_at": 12.5},
+    ]
+    metrics.write_text(json.dumps(data))
+    assert build_report(plan, incomplete=[], wall_time_s=1.0) == EXIT_GENERATOR_BOUND
+    del data["workers"]["lost"][1]["back_at"]
+    metrics.write_text(json.dumps(data))
+    assert build_report(plan, incomplete=[], wall_time_s=1.0) == EXIT_GENERATOR_BOUND
+    del data["workers"]["lost"][0]["back_at"]
+    metrics.write_text(json.dumps(data))
+    assert build_report(plan, incomplete=[], wall_time_s=1.0) == EXIT_INCOMPLETE
+    summary = json.loads((plan.run_dir / "summary.json").read_text())
+    assert "every worker was lost" in summary["incomplete"]
+
+
 def test_a_clean_generator_passes_and_its_junit_case_holds(tmp_path, capsys) -> None:
     plan = recorded_run(tmp_path, cpu=20.0, thresholds=["generator:cpu_max<85%"])
     assert build_report(plan, incomplete=[], wall_time_s=1.0) == EXIT_OK

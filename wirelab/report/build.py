@@ -26,7 +26,10 @@ def _load(plan: RunPlan, incomplete: list[str]) -> RunResults | None:
         return None
     if not results.complete:
         incomplete.append("the master did not write its final metrics")
-    seen, lost = set(results.workers_seen), {w.get("worker") for w in results.workers_lost}
+    # A worker whose heartbeats stopped and then resumed (a loop stalled on a saturated host)
+    # came back: its figures are the generator verdict's business, not a run that broke off.
+    seen = set(results.workers_seen)
+    lost = {w.get("worker") for w in results.workers_lost if "back_at" not in w}
     if seen and seen <= lost:
         incomplete.append("every worker was lost")
     elif not seen and results.complete:
