@@ -26,6 +26,9 @@ COPY pyproject.toml README.md ./
 COPY wirelab ./wirelab
 COPY targets ./targets
 # A virtualenv is the unit that moves to the runtime stage: no compilers, no build leftovers.
+# The kubernetes extra: the chart's master runs scenario actions through the API
+# (WIRELAB_ORCHESTRATOR=kubernetes). Its asyncio twin (kubernetes/aio, 68 MB) is never
+# imported: wirelab uses the synchronous client.
 # The extra CAs join the base's bundle (public roots stay trusted) for pip only, in this stage.
 RUN if [ -n "${EXTRA_CA_CERTS:-}" ]; then \
         cat /etc/ssl/certs/ca-certificates.crt > /tmp/build-ca.pem \
@@ -34,6 +37,7 @@ RUN if [ -n "${EXTRA_CA_CERTS:-}" ]; then \
     fi \
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install --constraint constraints.txt ".[kubernetes]" \
+    && rm -rf /opt/venv/lib/python3.11/site-packages/kubernetes/aio \
     && cd / && /opt/venv/bin/python -c "import wirelab.targets.runner, wirelab.users, locust, kubernetes"
 
 FROM python:3.11-slim-bookworm

@@ -326,12 +326,14 @@ def build_image(
     tag: str | None = None,
     *,
     extra_ca: str | None = None,
+    target: str | None = None,
     timeout: float = _BUILD_TIMEOUT,
 ) -> str:
     """Build the project's image from the repository's Dockerfile; return its tag.
 
     ``extra_ca`` is the PEM handed over as ``EXTRA_CA_CERTS`` (default: the machine's locally
-    added CAs). Nothing else differs from a user's ``docker build``.
+    added CAs). ``target`` stops at that stage (the same arguments reuse the build's cache).
+    Nothing else differs from a user's ``docker build``.
     """
     import_base(engine)
     tag = tag or image_name()
@@ -342,6 +344,7 @@ def build_image(
         "--network", "host",
         *ca_args,
         *pip_index_build_args(),
+        *(["--target", target] if target else []),
         "--tag", tag,
         ROOT,
         timeout=timeout,

@@ -140,6 +140,8 @@ class Kubelet:
         self.pods: list[Pod] = []
         #: The logs of the first pod :meth:`remove` removed last (what a failing test shows).
         self.last_logs = ""
+        #: The pod :func:`tests.fixtures.containers.run_job` ran last as the master.
+        self.last_pod: Pod | None = None
         self._counter = 0
         self._lock = threading.Lock()
         self._stop_monitor = threading.Event()

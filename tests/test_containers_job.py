@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.container_engine import Engine
-from tests.fixtures.containers import Images
+from tests.fixtures.containers import Images, job_values, run_job, start_targets
 from tests.k8s_tools import helm_template
 from tests.kubelet import Kubelet
 from wirelab.exitcodes import (
@@ -32,37 +31,6 @@ from wirelab.exitcodes import (
 #: under a minute.
 pytestmark = pytest.mark.timeout(900)
 
-PROTOCOLS = ("rest", "sse", "ws", "grpc")
-TARGETS = tuple(f"wirelab-{p}" for p in PROTOCOLS)
-
-#: A small lab: one replica per target, one worker, a 10 s run of a few users. InfluxDB 2
-#: and Grafana stay off: their images cannot be had here (docs/container-tests.md).
-LIGHT: dict[str, Any] = {
-    "influxdb.enabled": False,
-    "grafana.enabled": False,
-    "tests.enabled": False,
-    **{f"targets.{p}.replicas": 1 for p in PROTOCOLS},
-    "workers.replicas": 1,
-    "run.users": 6,
-    "run.duration": "10s",
-}
-
-
-def job_values(**extra: Any) -> dict[str, Any]:
-    return {**LIGHT, "mode": "job", **extra}
-
-
-def run_job(harness: Kubelet, objects: list[dict[str, Any]], timeout: float = 150) -> int:
-    """The master Job, then the worker Job, from ``objects``; the master's exit code."""
-    harness.adopt(objects)
-    (master,) = harness.run("Job", "wirelab-run")
-    workers = harness.run("Job", "wirelab-worker")
-    try:
-        code = harness.exit_code(master, timeout=timeout)
-    finally:
-        harness.remove([master, *workers])
-    return code
-
 
 @pytest.fixture(scope="module")
 def lab(
@@ -72,10 +40,7 @@ def lab(
     objects = helm_template(job_values())
     harness = Kubelet(engine, objects, tmp_path_factory.mktemp("job-lab"))
     try:
-        pods = harness.run("Deployment", "wirelab-redis")
-        harness.wait_ready(pods)
-        pods = [pod for name in TARGETS for pod in harness.run("Deployment", name)]
-        harness.wait_ready(pods, timeout=90)
+        start_targets(harness)
         yield harness
     finally:
         harness.close()
