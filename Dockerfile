@@ -20,24 +20,29 @@ ARG EXTRA_CA_CERTS
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 WORKDIR /src
-# The pins first: the dependency layer is rebuilt only when they change.
-COPY constraints.txt ./
-COPY pyproject.toml README.md ./
-COPY wirelab ./wirelab
-COPY targets ./targets
+# The pins and the declared dependencies first: this layer (every download) is rebuilt only
+# when they change, not when wirelab's own code does.
+COPY constraints.txt pyproject.toml ./
 # A virtualenv is the unit that moves to the runtime stage: no compilers, no build leftovers.
-# The kubernetes extra: the chart's master runs scenario actions through the API
-# (WIRELAB_ORCHESTRATOR=kubernetes). Its asyncio twin (kubernetes/aio, 68 MB) is never
-# imported: wirelab uses the synchronous client.
-# The extra CAs join the base's bundle (public roots stay trusted) for pip only, in this stage.
+# It gets pyproject.toml's dependencies, the kubernetes extra (the chart's master runs
+# scenario actions through the API, WIRELAB_ORCHESTRATOR=kubernetes) and the build backend.
+# The client's asyncio twin (kubernetes/aio, 68 MB) is never imported: wirelab uses the
+# synchronous one. The extra CAs join the base's bundle (public roots stay trusted) for pip
+# only, in this stage.
 RUN if [ -n "${EXTRA_CA_CERTS:-}" ]; then \
         cat /etc/ssl/certs/ca-certificates.crt > /tmp/build-ca.pem \
         && printf '%s\n' "$EXTRA_CA_CERTS" >> /tmp/build-ca.pem \
         && export PIP_CERT=/tmp/build-ca.pem; \
     fi \
+    && python -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); p = d["project"]; print("\n".join(d["build-system"]["requires"] + p["dependencies"] + p["optional-dependencies"]["kubernetes"]))' > /tmp/requirements.txt \
     && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --constraint constraints.txt ".[kubernetes]" \
-    && rm -rf /opt/venv/lib/python3.11/site-packages/kubernetes/aio \
+    && /opt/venv/bin/pip install --constraint constraints.txt --requirement /tmp/requirements.txt \
+    && rm -rf /opt/venv/lib/python3.11/site-packages/kubernetes/aio
+COPY README.md ./
+COPY wirelab ./wirelab
+COPY targets ./targets
+# wirelab itself, offline: its dependencies and build backend are in the venv already.
+RUN /opt/venv/bin/pip install --constraint constraints.txt --no-deps --no-build-isolation --no-index . \
     && cd / && /opt/venv/bin/python -c "import wirelab.targets.runner, wirelab.users, locust, kubernetes"
 
 FROM python:3.11-slim-bookworm

@@ -250,12 +250,29 @@ def base_rootfs() -> Path:
     return tarball
 
 
+def _base_key() -> str:
+    return _recipe_key(BASE_SUITE, "minbase", *BASE_PACKAGES, "python-link", *BASE_CHANGES)
+
+
 def import_base(engine: Engine) -> str:
-    """The stand-in base, imported under the Dockerfile's base name."""
+    """The stand-in base under the Dockerfile's base name, the same image every session.
+
+    Imported once from the rootfs and then saved: ``docker import`` stamps a new image id
+    each time, and a loaded image keeps its id, so later sessions' builds can reuse layers
+    built on it (:func:`build_image`).
+    """
     name = base_image_name()
-    if not engine.has_image(name):
+    if engine.has_image(name):
+        return name
+    saved = cache_dir() / f"base-image-{_base_key()}.tar"
+    if not saved.exists():
         changes = [arg for change in BASE_CHANGES for arg in ("--change", change)]
         engine.docker("import", *changes, base_rootfs(), name, timeout=300)
+        partial = saved.with_suffix(".partial")
+        engine.docker("save", "--output", partial, name, timeout=300)
+        partial.rename(saved)
+        return name
+    engine.docker("load", "--input", saved, timeout=300)
     return name
 
 
@@ -264,7 +281,7 @@ def build_redis_image(engine: Engine) -> str:
     name = redis_image_name()
     if engine.has_image(name):
         return name
-    key = _recipe_key(REDIS_DOCKERFILE.read_text(), base_rootfs().name, name)
+    key = _recipe_key(REDIS_DOCKERFILE.read_text(), _base_key(), name)
     saved = cache_dir() / f"redis-{key}.tar"
     if saved.exists():
         engine.docker("load", "--input", saved, timeout=300)
@@ -333,22 +350,48 @@ def build_image(
 
     ``extra_ca`` is the PEM handed over as ``EXTRA_CA_CERTS`` (default: the machine's locally
     added CAs). ``target`` stops at that stage (the same arguments reuse the build's cache).
-    Nothing else differs from a user's ``docker build``.
+    Nothing else differs from a user's ``docker build``: the build stage of an earlier
+    session, saved per machine, is only offered as ``--cache-from``, so the dependency layer
+    is reused while the pins, pyproject.toml and the Dockerfile stay the same, and wirelab's
+    own code is always built afresh.
     """
     import_base(engine)
     tag = tag or image_name()
     ca = local_ca_certificates() if extra_ca is None else extra_ca
-    ca_args = ["--build-arg", f"EXTRA_CA_CERTS={ca}"] if ca else []
-    engine.docker(
-        "build",
-        "--network", "host",
-        *ca_args,
-        *pip_index_build_args(),
-        *(["--target", target] if target else []),
-        "--tag", tag,
-        ROOT,
-        timeout=timeout,
-    )  # fmt: skip
+    args = [*(["--build-arg", f"EXTRA_CA_CERTS={ca}"] if ca else []), *pip_index_build_args()]
+    key = _recipe_key(
+        DOCKERFILE.read_text(),
+        (ROOT / "constraints.txt").read_text(),
+        (ROOT / "pyproject.toml").read_text(),
+        _base_key(),
+        *args,
+    )
+    cache_tag = f"wirelab-build-cache:{key}"
+    saved = cache_dir() / f"build-stage-{key}.tar"
+    if saved.exists() and not engine.has_image(cache_tag):
+        engine.docker("load", "--input", saved, timeout=300)
+    cache_from = ["--cache-from", cache_tag] if engine.has_image(cache_tag) else []
+
+    def build(stage_tag: str, stage: str | None) -> None:
+        engine.docker(
+            "build",
+            "--network", "host",
+            *args,
+            *cache_from,
+            *(["--target", stage] if stage else []),
+            "--tag", stage_tag,
+            ROOT,
+            timeout=timeout,
+        )  # fmt: skip
+
+    build(tag, target)
+    if not saved.exists():
+        build(cache_tag, "build")  # every layer is in the engine's cache by now
+        for stale in cache_dir().glob("build-stage-*.tar"):
+            stale.unlink()
+        partial = saved.with_suffix(".partial")
+        engine.docker("save", "--output", partial, cache_tag, timeout=300)
+        partial.rename(saved)
     return tag
 
 
