@@ -208,6 +208,10 @@ def running_engine(workdir: Path) -> Iterator[Engine]:
                 process.stop(grace=30)
     finally:
         shutil.rmtree(exec_root, ignore_errors=True)
+        # Layers of every image the session built: gigabytes that pytest would keep for
+        # its last three sessions. What is worth keeping is in cache_dir().
+        if not process.alive:
+            shutil.rmtree(workdir / "data", ignore_errors=True)
 
 
 # -- images ----------------------------------------------------------------------------------
