@@ -207,11 +207,27 @@ def running_engine(workdir: Path) -> Iterator[Engine]:
                     engine.docker("rm", "-f", *ids, check=False, timeout=120)
                 process.stop(grace=30)
     finally:
+        if not process.alive:
+            # dockerd bind-mounts the host's network namespace into its exec root and leaves
+            # the mount behind when it stops; without unmounting, nothing there can go.
+            _unmount_under(exec_root)
         shutil.rmtree(exec_root, ignore_errors=True)
         # Layers of every image the session built: gigabytes that pytest would keep for
         # its last three sessions. What is worth keeping is in cache_dir().
         if not process.alive:
             shutil.rmtree(workdir / "data", ignore_errors=True)
+
+
+def _unmount_under(directory: Path) -> None:
+    """Unmount every mount point under ``directory`` (deepest first)."""
+    prefix = f"{directory}/"
+    points = [
+        line.split()[1]
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[1].startswith(prefix)
+    ]
+    for point in sorted(points, key=len, reverse=True):
+        _run(["umount", point], check=False)
 
 
 # -- images ----------------------------------------------------------------------------------
