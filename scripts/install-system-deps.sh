@@ -14,6 +14,8 @@ packages=(
     tsung           # Tsung 1.7: the idle-WebSocket peer of the bench's scale part
     chromium        # headless screenshots of the HTML report and the Locust web UI
     python3-venv    # `python3 -m venv` (ensurepip) is split out of python3 on Debian
+    docker.io       # dockerd 20.10: the container tests build the image and run the chart's pods
+    debootstrap     # the container tests' stand-in for the Dockerfile's base (no registry here)
 )
 
 is_installed() {

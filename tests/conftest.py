@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.influxdb",
     "tests.fixtures.targets",
     "tests.fixtures.pki",
+    "tests.fixtures.containers",
 ]

@@ -1,6 +1,6 @@
 """The Dockerfile and .dockerignore, checked structurally.
 
-No container engine runs on these machines, so the image cannot be built here. These tests
+The image is built and run by a real engine in tests/test_containers_image.py; these tests
 read the Dockerfile as a reviewer would and check what the chart relies on: a slim Python
 3.11 base, a numeric non-root user equal to the chart's runAsUser, dependencies installed
 from constraints.txt, the ``wirelab`` entry point, and paths the chart's commands use.

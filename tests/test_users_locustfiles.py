@@ -82,7 +82,7 @@ import json, os
 from types import SimpleNamespace
 import wirelab.users  # registers the options
 from locust.argument_parser import get_parser, ui_extra_args_dict
-from wirelab.users.options import parse_rate, setting, target_urls
+from wirelab.users.options import grpc_endpoints, parse_rate, setting, target_urls
 
 os.environ["WIRELAB_SSE_URL"] = "http://10.0.0.1:1,http://10.0.0.2:2/"
 parsed = get_parser().parse_args(["--ws-url", "ws://a:1", "--rate", "3000/m"])
@@ -95,6 +95,9 @@ print(json.dumps({
     "rest_from_host_ws_scheme": target_urls(env, "rest_url", None, "ws://h:3", "http"),
     "grpc_prefix_dropped": target_urls(env, "grpc_target", "grpc://g:4,g:5", None, "grpc"),
     "reconnect_default": setting(env, "reconnect"),
+    # The chart's target for a headless Service: gRPC's DNS resolver, not a URL scheme.
+    "grpc_headless": grpc_endpoints(env, "dns:///wl-grpc-headless:8083", None),
+    "grpc_headless_tls": grpc_endpoints(env, "grpcs://dns:///wl-grpc-headless:8083", None),
 }))
 """
 
@@ -117,3 +120,5 @@ def test_options_reach_the_web_ui_and_resolve_cli_then_env_then_class_then_host(
     assert seen["rest_from_host_ws_scheme"] == ["http://h:3"]
     assert seen["grpc_prefix_dropped"] == ["g:4", "g:5"]
     assert seen["reconnect_default"] == "server_hint:base=0.5,cap=30"
+    assert seen["grpc_headless"] == [["dns:///wl-grpc-headless:8083"], False]
+    assert seen["grpc_headless_tls"] == [["dns:///wl-grpc-headless:8083"], True]

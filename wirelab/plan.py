@@ -203,7 +203,11 @@ def build_plan(request: RunRequest, *, lab_targets: bool = True) -> RunPlan:
 def _scenario(request: RunRequest) -> Scenario:
     """The scenario with the request's overrides, checked as a whole again."""
     try:
-        scenario = load_scenario(request.scenario)
+        # Checked as loaded first: a wrong key in the file is the file's, not an override's.
+        scenario = load_scenario(request.scenario).revalidated()
+    except ScenarioError as exc:
+        raise PlanError(str(exc)) from None
+    try:
         if request.protocols:
             scenario.select_protocols(request.protocols)
         if request.users is not None:

@@ -105,7 +105,7 @@ class ScenarioError(UsageError):
 
 def _user_kind(value: object) -> str:
     if value not in USER_CLASSES:
-        raise FieldError(f"unknown user kind (known: {', '.join(USER_CLASSES)})")
+        raise FieldError(f"unknown user kind {value!r} (known: {', '.join(USER_CLASSES)})")
     return str(value)
 
 

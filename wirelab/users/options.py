@@ -344,10 +344,10 @@ def target_urls(
         )
     urls = []
     for url in split_urls(value):
-        scheme, sep, rest = url.partition("://")
         if kind == "grpc":
-            urls.append(rest if sep else url)
+            urls.append(_grpc_scheme(url)[1])
             continue
+        scheme, sep, rest = url.partition("://")
         if not sep:
             scheme, rest = ("ws" if kind == "ws" else "http"), url
         mapped = _SCHEMES[kind].get(scheme.lower())
@@ -359,6 +359,19 @@ def target_urls(
 
 _GRPC_TLS_SCHEMES = frozenset({"grpcs", "https"})
 _GRPC_PLAIN_SCHEMES = frozenset({"", "grpc", "http"})
+#: gRPC's own name-resolver prefixes: part of the channel target, not a URL scheme. The
+#: chart's `dns:///<name>-headless:port` makes the channel resolve every pod of a headless
+#: Service.
+_GRPC_RESOLVERS = ("dns:", "ipv4:", "ipv6:", "unix:")
+
+
+def _grpc_scheme(url: str) -> tuple[str, str]:
+    """``(scheme, channel target)`` of one gRPC target: ``grpcs://dns:///x:1`` is TLS to
+    ``dns:///x:1``; ``dns:///x:1`` alone is plaintext."""
+    if url.lower().startswith(_GRPC_RESOLVERS):
+        return "", url
+    scheme, sep, rest = url.partition("://")
+    return (scheme.lower(), rest) if sep else ("", url)
 
 
 def grpc_endpoints(
@@ -374,7 +387,7 @@ def grpc_endpoints(
     """
     targets = target_urls(environment, "grpc_target", class_value, host, "grpc")
     value = setting(environment, "grpc_target", class_value) or host or ""
-    schemes = {url.partition("://")[0].lower() if "://" in url else "" for url in split_urls(value)}
+    schemes = {_grpc_scheme(url)[0] for url in split_urls(value)}
     unknown = schemes - _GRPC_TLS_SCHEMES - _GRPC_PLAIN_SCHEMES
     if unknown:
         raise MissingTargetError(f"--grpc-target: unsupported scheme {sorted(unknown)[0]!r}")
