@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .exitcodes import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
+from .metrics.results import TIMESERIES_FILE
 from .metrics.sinks import RejectedError, TransientError, open_transport, parse_sink_url
 
 __all__ = ["push_run"]
 
 logger = logging.getLogger("wirelab.influx_push")
 
-TIMESERIES_FILE = "timeseries.lp"
 DEFAULT_BATCH_POINTS = 5_000
 # A server that is briefly busy gets a few chances; one that is down fails the push fast.
 _ATTEMPTS = 4

@@ -72,6 +72,7 @@ from .lineprotocol import (
 )
 from .looplag import loop_lag
 from .recorder import Aggregate, recorder
+from .results import METRICS_FILE, TIMESERIES_FILE
 from .series import RequestSeries, StreamSeries
 from .sinks import FileSink, Sink, open_sink, parse_sink_url
 
@@ -94,8 +95,6 @@ LOCAL_WORKER = "local"
 ANNOTATION_TAGS = frozenset({"protocol", "name", "worker", "replica"})
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_FLUSH_TIMEOUT_S = 10.0
-METRICS_FILE = "metrics.json"
-TIMESERIES_FILE = "timeseries.lp"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from .series import RequestSeries, SeriesKey, StreamSeries
 
 __all__ = ["RunResults", "load_results"]
 
+#: The files of a run directory that the plugin writes and everything else reads.
 METRICS_FILE = "metrics.json"
 TIMESERIES_FILE = "timeseries.lp"
 

@@ -8,7 +8,7 @@ import time
 from ..exitcodes import EXIT_GENERATOR_BOUND, EXIT_INCOMPLETE, EXIT_OK, EXIT_THRESHOLD_FAILED
 from ..metrics.generator import GENERATOR_BOUND, judge
 from ..metrics.lineprotocol import encode, threshold_point
-from ..metrics.results import RunResults, load_results
+from ..metrics.results import TIMESERIES_FILE, RunResults, load_results
 from ..metrics.sinks import open_transport, parse_sink_url
 from ..plan import RunPlan
 from ..thresholds import Verdict, evaluate
@@ -133,9 +133,9 @@ def write_threshold_points(plan: RunPlan, verdicts: list[Verdict]) -> dict[str, 
     ]
     body = ("\n".join(lines) + "\n").encode()
     outcome: dict[str, str] = {}
-    with (plan.run_dir / "timeseries.lp").open("ab") as timeseries:
+    with (plan.run_dir / TIMESERIES_FILE).open("ab") as timeseries:
         timeseries.write(body)
-    outcome["timeseries.lp"] = "written"
+    outcome[TIMESERIES_FILE] = "written"
     for url in plan.sinks:
         try:
             transport = open_transport(parse_sink_url(url))

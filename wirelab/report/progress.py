@@ -13,13 +13,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..metrics.lineprotocol import parse_line
+from ..metrics.results import TIMESERIES_FILE
 
 
 class Progress:
     """Refreshes one block in place: elapsed/total, users, rps, failures, p99 per protocol."""
 
     def __init__(self, run_dir: Path, total_s: float, *, enabled: bool = True) -> None:
-        self.path = run_dir / "timeseries.lp"
+        self.path = run_dir / TIMESERIES_FILE
         self.total_s = total_s
         self.enabled = enabled and sys.stdout.isatty()
         self.started = time.monotonic()
