@@ -3,8 +3,9 @@
 A CI runner that cancels a job (or hits its timeout) kills the job's process group with
 SIGKILL: no signal handler runs, no ``finally``. Each test starts wirelab in a process group
 of its own, as the runner does, lets it load a REST target the test started itself (so the
-test can read what arrives), kills the group with SIGKILL and asserts that within a few
-seconds no process of the run is left and that the target's request counters stand still.
+test can read what arrives), kills the group with SIGKILL and asserts that no process of the
+run is left long before the scenario would have ended, and that the target's request counters
+stand still.
 
 The run's processes are found by a mark the test puts in wirelab's environment: every
 process wirelab starts inherits it, the replicas a rolling restart starts mid-run included,
@@ -33,8 +34,12 @@ from tests.test_run import target_stats
 from wirelab.processes import ManagedProcess, free_port
 
 MARK_ENV = "WIRELAB_TEST_RUN_MARK"
-#: "Within a few seconds", with room for a loaded 2-core machine; the kernel kills at once.
-GONE_WITHIN_S = 10.0
+#: How long the test waits for the run's processes to be gone. The kernel kills them at once
+#: (a parent-death signal); without that they would run on to the scenario's end, which the
+#: runs below put far beyond this wait, so the verdict does not depend on the machine's speed.
+GONE_WITHIN_S = 60.0
+#: The killed runs' scenario length: long after GONE_WITHIN_S.
+RUN_FOR = "300s"
 #: How long the target is watched for requests after the run's processes are gone.
 QUIET_FOR_S = 3.0
 
@@ -99,13 +104,13 @@ class KillableWirelab:
         self.processes()  # the last look at its descendants
         self.process.signal(signal.SIGKILL)
 
-    def left_after(self, timeout: float) -> tuple[list[str], float]:
-        """The command lines still running after up to ``timeout`` s; how long it took."""
-        started = time.monotonic()
+    def left_after(self, timeout: float) -> list[str]:
+        """The command lines still running once none is, or after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
         while True:
             left = self.processes()
-            if not left or time.monotonic() - started >= timeout:
-                return [" ".join(_cmdline(p)) for p in left], time.monotonic() - started
+            if not left or time.monotonic() >= deadline:
+                return [" ".join(_cmdline(p)) for p in left]
             time.sleep(0.1)
 
     def log(self) -> str:
@@ -172,14 +177,13 @@ def assert_load_arriving(target: RunningTarget, run: KillableWirelab) -> None:
     wait_until(lambda: served(target) > first + 5, 60, "the load arrived", run)
 
 
-def assert_nothing_left_and_no_load(target: RunningTarget, run: KillableWirelab) -> float:
-    """After the kill: no process of the run within GONE_WITHIN_S, then no more requests."""
-    left, took = run.left_after(GONE_WITHIN_S)
-    assert left == [], f"still running {took:.1f}s after SIGKILL: {left}"
+def assert_nothing_left_and_no_load(target: RunningTarget, run: KillableWirelab) -> None:
+    """After the kill: no process of the run left, then no more requests."""
+    left = run.left_after(GONE_WITHIN_S)
+    assert left == [], f"still running after SIGKILL: {left}"
     settled = served(target)
     time.sleep(QUIET_FOR_S)
     assert served(target) == settled, "load kept arriving after the run was killed"
-    return took
 
 
 def test_a_run_killed_with_sigkill_leaves_no_process_and_no_load_behind(
@@ -187,7 +191,7 @@ def test_a_run_killed_with_sigkill_leaves_no_process_and_no_load_behind(
 ) -> None:
     rest = targets.start("rest")
     run = wirelab(
-        "run", "--scenario", "smoke", "--duration", "60s", "--workers", "2",
+        "run", "--scenario", "smoke", "--duration", RUN_FOR, "--workers", "2",
         "--protocols", "rest,poll,sse", "--rest-url", rest.url("rest"), "--no-progress",
     )  # fmt: skip
     assert_load_arriving(rest, run)
@@ -198,8 +202,7 @@ def test_a_run_killed_with_sigkill_leaves_no_process_and_no_load_behind(
 
     run.kill_group()
 
-    took = assert_nothing_left_and_no_load(rest, run)
-    print(f"\nrun killed with SIGKILL: its processes were gone {took:.1f}s later")
+    assert_nothing_left_and_no_load(rest, run)
 
 
 def test_a_replicated_run_killed_after_its_deploy_leaves_no_replica_redis_or_haproxy_behind(
@@ -208,7 +211,7 @@ def test_a_replicated_run_killed_after_its_deploy_leaves_no_replica_redis_or_hap
     """A replicated run serves only from its own targets, so here the evidence that the load
     stopped is that no worker is left; the test above watches the requests themselves."""
     run = wirelab(
-        "run", "--scenario", "rolling-deploy", "--duration", "60s", "--replicas", "2",
+        "run", "--scenario", "rolling-deploy", "--duration", RUN_FOR, "--replicas", "2",
         "--protocols", "sse", "--no-progress",
     )  # fmt: skip
     wait_until(lambda: len(run.children("locust", "--worker")) == 2, 60, "workers ran", run)
@@ -231,9 +234,7 @@ def test_a_replicated_run_killed_after_its_deploy_leaves_no_replica_redis_or_hap
 
     run.kill_group()
 
-    left, took = run.left_after(GONE_WITHIN_S)
-    assert left == [], f"still running {took:.1f}s after SIGKILL: {left}"
-    print(f"\nreplicated run killed after its deploy: everything gone {took:.1f}s later")
+    assert run.left_after(GONE_WITHIN_S) == [], "a process of the run outlived it"
 
 
 def test_wirelab_up_killed_with_sigkill_stops_the_load_its_web_ui_started(
@@ -264,5 +265,4 @@ def test_wirelab_up_killed_with_sigkill_stops_the_load_its_web_ui_started(
 
     run.kill_group()
 
-    took = assert_nothing_left_and_no_load(rest, run)
-    print(f"\nwirelab up killed with SIGKILL: its processes were gone {took:.1f}s later")
+    assert_nothing_left_and_no_load(rest, run)
