@@ -30,13 +30,13 @@ import platform
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 from wirelab.probes import target_ready
 from wirelab.processes import ManagedProcess, free_port
+from wirelab_bench.lab import harness_argv, harness_env
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
@@ -206,34 +206,16 @@ def cpu_seconds(process: ManagedProcess) -> float:
     return times.user + times.system
 
 
-def harness(
-    workdir: Path,
-    name: str,
-    source: str,
-    *,
-    users: int,
-    duration: float,
-    args: list[str],
-    classes: list[str] | None = None,
-    spawn_rate: float = 1000,
-) -> subprocess.Popen[str]:
-    """Start one generator process (the wirelab users harness) in the background."""
-    locustfile = workdir / f"{name}.py"
-    locustfile.write_text(textwrap.dedent(source))
-    command = [
-        sys.executable, "-m", "wirelab.users.harness", "--locustfile", str(locustfile),
-        "--users", str(users), "--spawn-rate", str(spawn_rate), "--duration", str(duration),
-    ]  # fmt: skip
-    for cls in classes or ():
-        command += ["--user-class", cls]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WIRELAB_", "LOCUST_"))}
+def harness(workdir: Path, name: str, source: str, **options: Any) -> subprocess.Popen[str]:
+    """Start one generator process (the wirelab users harness) in the background; the
+    options are :func:`wirelab_bench.lab.harness_argv`'s."""
     return subprocess.Popen(
-        [*command, "--", *args],
+        harness_argv(workdir, name, source, **options),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        env=env,
+        env=harness_env(),
     )
 
 

@@ -142,6 +142,34 @@ def url_option(protocol: str) -> str:
     ]
 
 
+def harness_argv(
+    workdir: Path,
+    name: str,
+    source: str,
+    *,
+    users: int,
+    duration: float,
+    args: list[str],
+    classes: list[str] | None = None,
+    spawn_rate: float = 1000,
+) -> list[str]:
+    """The users harness's command line for ``source``, written to ``workdir/NAME.py``."""
+    locustfile = workdir / f"{name}.py"
+    locustfile.write_text(textwrap.dedent(source))
+    command = [
+        sys.executable, "-m", "wirelab.users.harness", "--locustfile", str(locustfile),
+        "--users", str(users), "--spawn-rate", str(spawn_rate), "--duration", str(duration),
+    ]  # fmt: skip
+    for cls in classes or ():
+        command += ["--user-class", cls]
+    return [*command, "--", *args]
+
+
+def harness_env() -> dict[str, str]:
+    """This environment without wirelab's and Locust's variables: the arguments say it all."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("WIRELAB_", "LOCUST_"))}
+
+
 class Generator:
     """One harness process running ``source`` (a locustfile) for ``duration`` seconds."""
 
@@ -157,36 +185,28 @@ class Generator:
         classes: list[str] | None = None,
         spawn_rate: float = 1000,
     ) -> None:
-        locustfile = workdir / f"{name}.py"
-        locustfile.write_text(textwrap.dedent(source))
-        command = [
-            sys.executable,
-            "-m",
-            "wirelab.users.harness",
-            "--locustfile",
-            str(locustfile),
-            "--users",
-            str(users),
-            "--spawn-rate",
-            str(spawn_rate),
-            "--duration",
-            str(duration),
-        ]
-        for cls in classes or ():
-            command += ["--user-class", cls]
-        self.command = pinned([*command, "--", *args], "generator")
+        argv = harness_argv(
+            workdir,
+            name,
+            source,
+            users=users,
+            duration=duration,
+            args=args,
+            classes=classes,
+            spawn_rate=spawn_rate,
+        )
+        self.command = pinned(argv, "generator")
         self.duration = duration
         self.process: subprocess.Popen[str] | None = None
         self.stderr_path = workdir / f"{name}.stderr"
 
     def start(self) -> Generator:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("WIRELAB_", "LOCUST_"))}
         self.process = subprocess.Popen(
             self.command,
             stdout=subprocess.PIPE,
             stderr=self.stderr_path.open("w"),
             text=True,
-            env=env,
+            env=harness_env(),
         )
         return self
 
