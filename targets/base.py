@@ -74,6 +74,9 @@ class TargetSettings:
     #: periodic stalls, against which the load side's figures are judged. Off by default.
     test_latency: LatencyMix | None = None
     test_stall: StallPlan | None = None
+    #: TEST HOOK (WebSocket): every Nth echo is not answered; the connection is sent away
+    #: with 1001 instead, as when a request crosses a draining server's close (0: never).
+    test_away_every: int = 0
 
     def for_this_host(self) -> TargetSettings:
         """A copy with the host-derived settings (0) resolved: ``max_connections`` from this

@@ -92,6 +92,8 @@ class WebSocketTarget(Target):
         #: Handshakes refused at the connection limit (close 1013), streams cut for not reading.
         self.refused = 0
         self.stalled = 0
+        #: Echo requests read (the ``--test-away-every`` hook counts them).
+        self.echoes = 0
         #: Wire frames of recent events, shared by every connection of this target.
         self.frame_cache = FrameCache()
         self._server: Server | None = None
@@ -141,7 +143,7 @@ class WebSocketTarget(Target):
         # The close runs in a task; one loop turn lets it shut the listening socket now.
         await asyncio.sleep(0)
         for ws in list(self._connections):
-            self._send_away(ws)
+            self.send_away(ws)
 
     async def wait_closed(self, timeout: float) -> bool:
         """Wait for every handler to finish; abort the connections left at ``timeout``."""
@@ -187,7 +189,8 @@ class WebSocketTarget(Target):
             "stalled_streams": self.stalled,
         }
 
-    def _send_away(self, ws: WsConnection) -> None:
+    def send_away(self, ws: WsConnection) -> None:
+        """Close ``ws`` with 1001 and a jittered reconnect hint, in a task of its own."""
         reason = going_away_reason(self.settings.reconnect_hint_ms())
         task = asyncio.create_task(ws.close(CloseCode.GOING_AWAY, reason))
         self._closing.add(task)
@@ -259,7 +262,7 @@ class WebSocketTarget(Target):
         try:
             if self._going_away:
                 # Opened just as the drain began, after the others were sent away.
-                self._send_away(ws)
+                self.send_away(ws)
                 await ws.wait_closed()
                 return
             await _Session(self, ws).run()
@@ -331,6 +334,12 @@ class _Session:
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "echo":
+            target = self.target
+            target.echoes += 1
+            every = target.settings.test_away_every
+            if every and target.echoes % every == 0:
+                target.send_away(self.ws)  # TEST HOOK: as if this echo crossed a drain's close
+                return
             await self.send(echo_reply(message, now_us()))
         elif kind == "ping":
             await self.send(pong_reply(message, now_us()))

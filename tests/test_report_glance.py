@@ -276,3 +276,14 @@ def test_terminal_summary_reads_in_the_reports_order_with_one_line_per_expressio
     assert "rest GET /r7: 5.0000% < 1.0000% (2 of 14 failed)" in expression_lines[0]
     assert "         also rest GET /r3: 2.0000% < 1.0000%" in lines
     assert "poll long (held)" in text
+
+
+def test_requests_sent_again_after_a_drain_are_named_in_the_terminal_and_the_report():
+    plain = full_summary()
+    assert "Sent again" not in format_terminal_summary(plain)
+    assert "Sent again" not in render_report(plain, None)
+    retried = full_summary()
+    retried["requests"][-1]["retried"] = 3  # ws echo
+    line = "Sent again after the server went away before replying (a drain): ws echo 3."
+    assert line in format_terminal_summary(retried)
+    assert line in render_report(retried, None)

@@ -118,3 +118,55 @@ def test_ws_feed_user_answers_the_servers_pings_and_keeps_its_connection(
     feed = stream(result, "ws", "ws deliver")
     assert (feed["connects"], feed["disconnects"], feed["connect_failures"]) == (2, 0, 0), feed
     assert feed["delivered"] > 2 * 20 and feed["gaps"] == 0, feed
+
+
+def test_an_echo_cut_by_the_servers_going_away_is_sent_again_and_counted(
+    module_targets, tmp_path
+) -> None:
+    # TEST HOOK --test-away-every 4: every 4th echo gets a close 1001 instead of its reply,
+    # as when a request crosses a draining server's close on the wire.
+    target = module_targets.start(
+        "ws",
+        args=[
+            "--rate",
+            "20",
+            "--test-away-every",
+            "4",
+            "--retry-ms",
+            "20",
+            "--retry-jitter-ms",
+            "20",
+        ],
+    )
+    locustfile = write_locustfile(
+        tmp_path,
+        """
+        from locust import constant, task
+        from wirelab.users import WebSocketUserBase
+
+        class Echoes(WebSocketUserBase):
+            wait_time = constant(0.05)
+
+            @task
+            def echo_task(self):
+                self.echo()
+
+        class OneShot(WebSocketUserBase):
+            # Not idempotent: a request the server went away from is a failure, not resent.
+            echo_name = "ws once"
+            wait_time = constant(0.05)
+            fixed_count = 1
+
+            @task
+            def once(self):
+                self.round_trip("echo", self.echo_name, {"payload": "x"}, idempotent=False)
+        """,
+    )
+    result = run_users(locustfile, users=2, duration=3, args=["--ws-url", target.url("ws")])
+    echoes = result["requests"]["ws ws echo"]
+    assert echoes["count"] > 8 and echoes["failures"] == 0, result["errors"]
+    assert echoes["retried"] >= 1, echoes
+    once = result["requests"]["ws ws once"]
+    assert once["failures"] >= 1 and once["retried"] == 0, once
+    assert "went away (1001)" in str(result["errors"]), result["errors"]
+    assert stream(result, "ws", "ws deliver")["goaways"] > echoes["retried"]

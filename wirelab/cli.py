@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         help="TEST HOOK: REST POST /echo stops answering for STALL at the end of every "
         "PERIOD, e.g. 1s/5s (what coordinated omission hides)",
     )
+    hooks.add_argument(
+        "--test-away-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="TEST HOOK: the WebSocket target leaves every Nth echo unanswered and closes "
+        "that connection with 1001, as a drain's close crossing a request does",
+    )
     behaviour = serve.add_argument_group("behaviour")
     behaviour.add_argument("--grace", type=_duration, default=10.0, help="shutdown grace period")
     behaviour.add_argument(
@@ -450,7 +458,7 @@ def _serve_targets(args: argparse.Namespace) -> int:
         )
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
-    for option in ("max_connections", "listen_backlog", "wake_slice"):
+    for option in ("max_connections", "listen_backlog", "wake_slice", "test_away_every"):
         if getattr(args, option) < 0:
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} must be 0 or more, got {getattr(args, option)}")
@@ -465,6 +473,7 @@ def _test_hooks(args: argparse.Namespace) -> dict[str, object]:
         return {
             "test_latency": LatencyMix.parse(args.test_latency) if args.test_latency else None,
             "test_stall": StallPlan.parse(args.test_stall) if args.test_stall else None,
+            "test_away_every": args.test_away_every,
         }
     except HookError as exc:
         raise UsageError(str(exc)) from None

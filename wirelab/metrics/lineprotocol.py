@@ -11,6 +11,7 @@ Tags (low cardinality, never an exception text or a URL)
 Measurements
     ``requests`` — one point per ``(protocol, name)`` with requests in the interval.
         Fields: ``count``, ``failures``, ``bytes``, ``dropped`` (open-model starts missed),
+        ``retried`` (sent again after the server went away before replying),
         ``p50``, ``p90``, ``p95``, ``p99``, ``p999``, ``max`` (latency, ms; from the intended
         start in open-model runs), and ``svc_p50``, ``svc_p99`` (ms from the actual send, the
         closed-model view) when the series has them. Percentile fields are absent in an
@@ -307,6 +308,7 @@ def request_point(series: RequestSeries, base_tags: Mapping[str, str], time_ns: 
         "failures": series.failures,
         "bytes": series.bytes,
         "dropped": series.dropped,
+        "retried": series.retried,
     }
     if series.latency:
         fields.update(_quantile_fields(series.latency, REQUEST_QUANTILES, ""))

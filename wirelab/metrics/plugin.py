@@ -487,6 +487,7 @@ class _Plugin:
             error = type(exception).__name__ if isinstance(exception, BaseException) else "error"
             error += _status_of(exception)
         service = context.get("service_time_s") if context else None
+        retried = bool(context.get("retried")) if context else False
         recorder().request(
             request_type,
             name,
@@ -495,6 +496,7 @@ class _Plugin:
             size=int(response_length or 0),
             service_s=service,
             error=error,
+            retried=retried,
         )
 
     def on_init(self, environment: Any, runner: Any = None, **_: Any) -> None:

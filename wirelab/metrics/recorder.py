@@ -35,8 +35,11 @@ class Recorder:
         size: int = 0,
         service_s: float | None = None,
         error: str | None = None,
+        retried: bool = False,
     ) -> None:
-        """One request/response; ``latency_s`` from the intended start in open-model runs."""
+        """One request/response; ``latency_s`` from the intended start in open-model runs.
+
+        ``retried``: it was sent twice because the server went away before replying."""
         series = self._requests.get((protocol, name))
         if series is None:
             series = self._requests[(protocol, name)] = RequestSeries(protocol, name)
@@ -46,6 +49,7 @@ class Recorder:
             size=size,
             service_us=None if service_s is None else service_s * 1e6,
             error=error,
+            retried=retried,
         )
 
     def dropped(self, protocol: str, name: str, count: int = 1) -> None:

@@ -36,6 +36,9 @@ class RequestSeries:
     bytes: int = 0
     #: Open model: starts the generator could not make on time (k6's dropped_iterations).
     dropped: int = 0
+    #: Requests sent a second time because the server went away before replying (a drain);
+    #: each counts once in ``count``, its latency from the first send.
+    retried: int = 0
     latency: LogHistogram = field(default_factory=LogHistogram)
     service: LogHistogram = field(default_factory=LogHistogram)
     errors: dict[str, int] = field(default_factory=dict)
@@ -52,9 +55,11 @@ class RequestSeries:
         size: int = 0,
         service_us: float | None = None,
         error: str | None = None,
+        retried: bool = False,
     ) -> None:
         self.count += 1
         self.bytes += size
+        self.retried += retried
         self.latency.record(latency_us)
         if service_us is not None:
             self.service.record(service_us)
@@ -70,6 +75,7 @@ class RequestSeries:
         self.failures += other.failures
         self.bytes += other.bytes
         self.dropped += other.dropped
+        self.retried += other.retried
         self.latency.merge(other.latency)
         self.service.merge(other.service)
         for kind, count in other.errors.items():
@@ -84,6 +90,7 @@ class RequestSeries:
             "failures": self.failures,
             "bytes": self.bytes,
             "dropped": self.dropped,
+            "retried": self.retried,
             "lat": self.latency.to_wire(),
             "svc": self.service.to_wire() if self.service else None,
             "errors": dict(self.errors),
@@ -98,6 +105,7 @@ class RequestSeries:
             failures=data["failures"],
             bytes=data["bytes"],
             dropped=data.get("dropped", 0),
+            retried=data.get("retried", 0),
             latency=LogHistogram.from_wire(data["lat"]),
             service=LogHistogram.from_wire(data["svc"]) if data.get("svc") else LogHistogram(),
             errors=dict(data.get("errors") or {}),

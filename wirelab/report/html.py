@@ -31,7 +31,7 @@ from .glance import (
     headline,
     is_held,
 )
-from .summary import OPEN_MODEL_NOTE
+from .summary import OPEN_MODEL_NOTE, retried_note
 from .svg import line_chart
 
 Series = dict[str, list[tuple[float, float]]]
@@ -585,6 +585,9 @@ def _notes(summary: dict[str, Any]) -> list[str]:
             f"<div class=note>{dropped:,} scheduled request starts were dropped because the "
             "generator could not keep up: the target saw less load than asked for.</div>"
         )
+    retried = retried_note(summary["requests"])
+    if retried:
+        notes.append(f"<div class=note>{escape(retried)}</div>")
     return notes
 
 

@@ -23,6 +23,18 @@ OPEN_MODEL_NOTE = (
 )
 
 
+def retried_note(requests: list[dict[str, Any]]) -> str | None:
+    """What the report and the terminal say of requests sent again after a server left."""
+    retried = [(row["name"], row["retried"]) for row in requests if row.get("retried")]
+    if not retried:
+        return None
+    parts = ", ".join(f"{name} {count:,}" for name, count in retried)
+    return (
+        f"Sent again after the server went away before replying (a drain): {parts}. Each "
+        "counts once, its latency from the first send, the reconnect included."
+    )
+
+
 def histogram_ms(
     histogram: LogHistogram, names: Iterable[str] = tuple(QUANTILES)
 ) -> dict[str, float | None]:
@@ -75,6 +87,8 @@ def build_summary(
                 row["service_ms"] = histogram_ms(series.service)
             if series.dropped or open_model:
                 row["dropped"] = series.dropped
+            if series.retried:
+                row["retried"] = series.retried
             requests.append(row)
         for series in sorted(results.streams.values(), key=lambda s: (s.protocol, s.name)):
             streams.append(

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..metrics.generator import GENERATOR_BOUND, UNMEASURED
 from .glance import generator_claim, group_thresholds, headline, is_held
-from .summary import OPEN_MODEL_NOTE
+from .summary import OPEN_MODEL_NOTE, retried_note
 
 __all__ = ["format_terminal_summary"]
 
@@ -114,6 +114,9 @@ def _tables(summary: dict[str, Any]) -> list[str]:
         lines.append("  (held): long polls the server holds until news: waiting, not latency")
     if open_model:
         lines.append(f"  open model: {OPEN_MODEL_NOTE}")
+    retried = retried_note(summary["requests"])
+    if retried:
+        lines.append(f"  {retried}")
     if summary["streams"]:
         lines.append(
             f"\n{'stream':<28}{'delivered':>10}{'missing':>9}{'dup':>6}{'resets':>8}"

@@ -152,6 +152,7 @@ def run(args: argparse.Namespace, locust_args: list[str]) -> dict[str, Any]:
                 "count": series.count,
                 "failures": series.failures,
                 "dropped": series.dropped,
+                "retried": series.retried,
             }
             for (protocol, name), series in totals.requests.items()
         },

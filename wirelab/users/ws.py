@@ -10,7 +10,10 @@ split by :mod:`wirelab.ws_frames`; pongs and the close handshake go out from the
 - ``event`` / ``reset`` frames go to the session's checks (``ws deliver``);
 - ``echo`` / ``pong`` replies wake the task waiting for that ``id``;
 - a close with code 1001 (a draining server) carries ``{"reconnect_after_ms": N}`` in its
-  reason: counted as a goaway and used as the hint of the ``server_hint`` policy.
+  reason: counted as a goaway and used as the hint of the ``server_hint`` policy. A round
+  trip still waiting then is sent once more on the next connection, as an HTTP client
+  retries an idempotent request that met a closing keep-alive connection: its latency runs
+  from the first send, and the request series counts it as ``retried``.
 
 The user's tasks send ``echo`` (``ws echo``) and app-level ``ping`` (``ws ping``) and wait
 for the reply with the same id; a task that finds the connection down waits for the
@@ -53,7 +56,13 @@ from .stream import (
 )
 from .tls import client_context, stream_tls
 
-__all__ = ["NotConnectedError", "WebSocketFeedUser", "WebSocketUser", "WebSocketUserBase"]
+__all__ = [
+    "NotConnectedError",
+    "SentAwayError",
+    "WebSocketFeedUser",
+    "WebSocketUser",
+    "WebSocketUserBase",
+]
 
 #: Close code of a server that is going away (RFC 6455): reconnect, elsewhere if need be.
 GOING_AWAY = 1001
@@ -61,6 +70,14 @@ GOING_AWAY = 1001
 
 class NotConnectedError(ConnectionError):
     """No open WebSocket within the request timeout (reconnecting)."""
+
+
+class SentAwayError(NotConnectedError):
+    """The server closed with 1001 (draining) before this request's reply came.
+
+    A request sent as the close went out crossed it on the wire: the server may never have
+    read it. ``round_trip`` sends it once more on the next connection.
+    """
 
 
 class ReplyMismatchError(ValueError):
@@ -225,7 +242,11 @@ class WebSocketUserBase(OpenModelUser, User):
                 self._ready.clear()
             if self.ws is ws:
                 self.ws = None
-            self._fail_pending(NotConnectedError("connection closed while waiting for the reply"))
+            self._fail_pending(
+                SentAwayError("the server went away (1001) before replying")
+                if connection is not None and connection.sent_away
+                else NotConnectedError("connection closed while waiting for the reply")
+            )
             ws.shutdown()
 
     def _fail_pending(self, error: Exception) -> None:
@@ -247,45 +268,71 @@ class WebSocketUserBase(OpenModelUser, User):
         return ws
 
     def round_trip(
-        self, kind: str, name: str, extra: dict[str, Any], intended: float | None = None
+        self,
+        kind: str,
+        name: str,
+        extra: dict[str, Any],
+        intended: float | None = None,
+        *,
+        idempotent: bool = True,
     ) -> dict[str, Any] | None:
-        """Send ``{"type": kind, "id", "ts", **extra}``, wait for the reply with that id."""
+        """Send ``{"type": kind, "id", "ts", **extra}``, wait for the reply with that id.
+
+        An ``idempotent`` request cut by the server's going away (1001) is sent once more on
+        the next connection; its latency counts from the first send.
+        """
         sent = time.perf_counter()
-        if self._ids is None:
-            self._ids = itertools.count(1)
-        message_id = next(self._ids)
-        waiter = AsyncResult()
         reply = None
         error: Exception | None = None
-        length = 0
-        try:
-            ws = self._connection()
-            sent = time.perf_counter()
-            if self._pending is None:
-                self._pending = {}
-            self._pending[message_id] = waiter
-            ws.send(
-                orjson.dumps({"type": kind, "id": message_id, "ts": now_us(), **extra}),
-                websocket.ABNF.OPCODE_TEXT,
-            )
-            reply = waiter.get(timeout=self.request_timeout)
-        except gevent.Timeout:
-            error = TimeoutError(f"no {kind} reply within {self.request_timeout:g}s")
-        except (websocket.WebSocketException, OSError, ReplyMismatchError) as exc:
-            error = exc
-        finally:
-            if self._pending is not None:
-                self._pending.pop(message_id, None)
+        retried = False
+        while True:
+            try:
+                ws = self._connection()
+                if not retried:
+                    sent = time.perf_counter()  # the wait for a reconnect is not the reply's
+                reply = self._send_and_wait(ws, kind, extra)
+            except SentAwayError as exc:
+                if idempotent and not retried:
+                    retried = True
+                    continue
+                error = exc
+            except gevent.Timeout:
+                error = TimeoutError(f"no {kind} reply within {self.request_timeout:g}s")
+            except (websocket.WebSocketException, OSError, ReplyMismatchError) as exc:
+                error = exc
+            break
         done = time.perf_counter()
+        length = 0
         if reply is not None:
             length = len(reply.get("payload") or "")
             if extra.get("payload") is not None and reply.get("payload") != extra["payload"]:
                 error = ReplyMismatchError(f"{kind} reply payload differs from the request")
         report(
             self.environment, self.protocol, name, sent=sent, done=done, intended=intended,
-            length=length, exception=error,
+            length=length, exception=error, context={"retried": True} if retried else None,
         )  # fmt: skip
         return reply if error is None else None
+
+    def _send_and_wait(
+        self, ws: websocket.WebSocket, kind: str, extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One attempt on ``ws``: send with a fresh id, wait for the reply with that id."""
+        if self._ids is None:
+            self._ids = itertools.count(1)
+        message_id = next(self._ids)
+        waiter = AsyncResult()
+        if self._pending is None:
+            self._pending = {}
+        self._pending[message_id] = waiter
+        try:
+            ws.send(
+                orjson.dumps({"type": kind, "id": message_id, "ts": now_us(), **extra}),
+                websocket.ABNF.OPCODE_TEXT,
+            )
+            return waiter.get(timeout=self.request_timeout)
+        finally:
+            if self._pending is not None:
+                self._pending.pop(message_id, None)
 
     def echo(self, intended: float | None = None) -> dict[str, Any] | None:
         """One ``echo`` round trip with this user's payload."""
@@ -302,7 +349,7 @@ class WebSocketUserBase(OpenModelUser, User):
 class _Connection(FrameReader):
     """One open WebSocket of a user: what each incoming frame does (in the event loop)."""
 
-    __slots__ = ("_session", "_user", "_ws", "reader")
+    __slots__ = ("_session", "_user", "_ws", "reader", "sent_away")
 
     def __init__(self, user: WebSocketUserBase, ws: websocket.WebSocket) -> None:
         super().__init__(ws)
@@ -310,6 +357,8 @@ class _Connection(FrameReader):
         self._session = user.session
         self._ws = ws
         self.reader = SocketReader(ws.sock, self.feed)
+        #: The server closed with 1001: a reply still awaited may be asked for again.
+        self.sent_away = False
 
     def on_message(self, data: bytes) -> None:
         message = orjson.loads(data)
@@ -345,6 +394,7 @@ class _Connection(FrameReader):
         code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
         if code != GOING_AWAY:
             raise StreamEndedError(f"closed by the server with code {code}")
+        self.sent_away = True
         hint_ms = None
         with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
             hint_ms = orjson.loads(data[2:]).get("reconnect_after_ms")
