@@ -219,7 +219,7 @@ def _master(tmp: Path, workers: int) -> tuple[Environment, str, int]:
     return environment, f"http://127.0.0.1:{web_port}", master_port
 
 
-def measure(seconds: float, rounds: int, workers: int) -> dict[str, Any]:
+def measure(seconds: float, rounds: int, workers: int, requests: int = 20) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="live-view-cost-"))
     environment, base, master_port = _master(tmp, workers)
     total = seconds * rounds * len(CONDITIONS) + 150  # and the per-request part after
@@ -285,7 +285,7 @@ def measure(seconds: float, rounds: int, workers: int) -> dict[str, Any]:
                     flush=True,
                 )
         snapshot_ms = _snapshot_cost(environment)
-        requests_ms = _request_cost(environment)
+        requests_ms = _request_cost(environment, requests)
     finally:
         helper.stop(grace=5)
         environment.runner.quit()
@@ -410,13 +410,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of one window")
     parser.add_argument("--rounds", type=int, default=4, help="windows per condition")
     parser.add_argument("--workers", type=int, default=50, help="simulated workers")
+    parser.add_argument(
+        "--requests", type=int, default=20, help="timed requests per page for the per-request CPU"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.rounds < 1 or args.workers < 1:
-        parser.error("--seconds must be > 0, --rounds and --workers at least 1")
+    if args.seconds <= 0 or min(args.rounds, args.workers, args.requests) < 1:
+        parser.error("--seconds must be > 0, --rounds, --workers and --requests at least 1")
     print(f"master with {args.workers} workers' reports a second; {args.rounds} rounds of "
           f"{args.seconds:g}s per condition")  # fmt: skip
-    result = measure(args.seconds, args.rounds, args.workers)
+    result = measure(args.seconds, args.rounds, args.workers, args.requests)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     by = result["conditions"]

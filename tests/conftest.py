@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.targets",
     "tests.fixtures.pki",
     "tests.fixtures.containers",
+    "tests.fixtures.runs",
 ]

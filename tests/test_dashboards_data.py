@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +23,9 @@ import pytest
 
 from dashboards.build import dashboards as dashboard_models
 from dashboards.grafana import Needs
-from wirelab.processes import ManagedProcess
+from tests.fixtures.runs import Run, TimeRange, wirelab_run
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboards"
-RUN_TIMEOUT_S = 150.0
 
 # -- Grafana's interpolation, for InfluxQL ----------------------------------------------------
 
@@ -70,15 +66,6 @@ def interpolate(
     return _VARIABLE.sub(replace, query)
 
 
-@dataclass(frozen=True)
-class TimeRange:
-    start_ms: int
-    end_ms: int
-
-    def time_filter(self) -> str:
-        return f"time >= {self.start_ms}ms and time <= {self.end_ms}ms"
-
-
 def apply_macros(query: str, time_range: TimeRange, interval: str) -> str:
     """What Grafana's InfluxQL backend replaces after the variables."""
     seconds = _seconds(interval)
@@ -97,56 +84,6 @@ def _seconds(interval: str) -> float:
 # -- the runs ------------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    """A finished ``wirelab run`` that wrote to the session's influxd."""
-
-    run_id: str
-    scenario: str
-    database: str
-    time_range: TimeRange
-    run_dir: Path
-    exit_code: int
-
-
-def wirelab_run(server, database: str, report_dir: Path, scenario: str, *args: str) -> Run:
-    """Run ``wirelab run`` to the end (bounded), streaming into ``database``."""
-    url = f"influxdb://{server.host}:{server.port}/{database}"
-    log = report_dir / f"{scenario}.log"
-    process = ManagedProcess(
-        [
-            sys.executable, "-m", "wirelab", "run", "--scenario", scenario, "--workers", "2",
-            "--influx-url", url, "--report-dir", str(report_dir), "--no-progress", *args,
-        ],
-        name=f"wirelab-run-{scenario}",
-        log_path=log,
-    )  # fmt: skip
-    started = time.time()
-    process.start()
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while process.alive and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not process.alive, f"wirelab run did not finish\n{process.log_tail(40)}"
-    finally:
-        code = process.stop(grace=15)
-    ended = time.time()
-    runs = [path for path in report_dir.iterdir() if (path / "summary.json").is_file()]
-    # Completed with a verdict: held, a threshold failed, or the generator was the bottleneck.
-    assert code in (0, 1, 4) and len(runs) == 1, (
-        f"wirelab run --scenario {scenario} exited {code}\n{process.log_tail(60)}"
-    )
-    summary = json.loads((runs[0] / "summary.json").read_text())
-    return Run(
-        run_id=summary["run_id"],
-        scenario=summary["scenario"],
-        database=database,
-        time_range=TimeRange(int((started - 5) * 1000), int((ended + 5) * 1000)),
-        run_dir=runs[0],
-        exit_code=code,
-    )
-
-
 @pytest.fixture(scope="module")
 def database(influxdb_server):
     name = f"dashboards_{uuid.uuid4().hex[:10]}"
@@ -160,14 +97,15 @@ def database(influxdb_server):
 def smoke_run(influxdb_server, database, tmp_path_factory) -> Run:
     """A short smoke run (every protocol, 2 workers) written to influxd."""
     report_dir = tmp_path_factory.mktemp("smoke-run")
-    return wirelab_run(influxdb_server, database, report_dir, "smoke", "--duration", "10s")
+    return wirelab_run(
+        influxdb_server, database, report_dir, "smoke", "--duration", "10s", "--workers", "2"
+    )
 
 
 @pytest.fixture(scope="module")
-def deploy_run(influxdb_server, database, tmp_path_factory) -> Run:
-    """A rolling deploy under load (issue 5's scenario), written to the same influxd."""
-    report_dir = tmp_path_factory.mktemp("deploy-run")
-    return wirelab_run(influxdb_server, database, report_dir, "rolling-deploy", "--duration", "30s")
+def deploy_run(rolling_deploy_run: Run) -> Run:
+    """The session's rolling deploy under load (tests/fixtures/runs.py), in its own database."""
+    return rolling_deploy_run
 
 
 # -- Grafana, as far as queries go -----------------------------------------------------------

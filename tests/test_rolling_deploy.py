@@ -3,31 +3,24 @@
 Two replicas per protocol (own redis-server, HAProxy for REST/SSE/WS, client-balanced gRPC),
 a few clients of every kind, every replica replaced one at a time in the middle of the run.
 Nothing may be lost, delivered twice or fail: the summary says so, and the report shows it.
+The run (tests/fixtures/runs.py) also streams to the session's influxd, whose points the
+dashboard tests query.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
+from tests.fixtures.runs import Run
 from wirelab.metrics.results import load_results
 
 
-def test_rolling_restart_under_load_loses_nothing_and_fails_no_call(tmp_path: Path) -> None:
-    # 35 s: the deploy starts at 10 s and replaces 8 replicas one at a time; the run must
-    # outlast it so that every protocol's clients are seen coming back.
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "wirelab", "run", "--scenario", "rolling-deploy",
-            "--replicas", "2", "--duration", "35s", "--users", "30", "--workers", "1",
-            "--report-dir", str(tmp_path), "--no-progress",
-        ],
-        capture_output=True, text=True, timeout=150, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    (run_dir,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+def test_rolling_restart_under_load_loses_nothing_and_fails_no_call(
+    rolling_deploy_run: Run,
+) -> None:
+    run = rolling_deploy_run
+    assert run.exit_code == 0, run.log_tail()
+    run_dir = run.run_dir
     summary = json.loads((run_dir / "summary.json").read_text())
 
     streams = {row["protocol"]: row for row in summary["streams"]}
