@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -296,8 +297,11 @@ def import_base(engine: Engine) -> str:
     return name
 
 
-def build_redis_image(engine: Engine) -> str:
-    """The chart's Redis image, from Debian's package on the base; cached as a saved image."""
+def build_redis_image(engine: Engine, *, cgroup_parent: str | None = None) -> str:
+    """The chart's Redis image, from Debian's package on the base; cached as a saved image.
+
+    ``cgroup_parent``: the cgroup the build's containers run under (see :func:`idle_cgroup`).
+    """
     name = redis_image_name()
     if engine.has_image(name):
         return name
@@ -311,6 +315,7 @@ def build_redis_image(engine: Engine) -> str:
         "build",
         "--network", "host",
         "--build-arg", f"BASE={base_image_name()}",
+        *(["--cgroup-parent", cgroup_parent] if cgroup_parent else []),
         "--file", REDIS_DOCKERFILE,
         "--tag", name,
         REDIS_DOCKERFILE.parent,
@@ -365,6 +370,7 @@ def build_image(
     extra_ca: str | None = None,
     target: str | None = None,
     timeout: float = _BUILD_TIMEOUT,
+    cgroup_parent: str | None = None,
 ) -> str:
     """Build the project's image from the repository's Dockerfile; return its tag.
 
@@ -373,7 +379,8 @@ def build_image(
     Nothing else differs from a user's ``docker build``: the build stage of an earlier
     session, saved per machine, is only offered as ``--cache-from``, so the dependency layer
     is reused while the pins, pyproject.toml and the Dockerfile stay the same, and wirelab's
-    own code is always built afresh.
+    own code is always built afresh. ``cgroup_parent``: where the build's containers run (see
+    :func:`idle_cgroup`).
     """
     import_base(engine)
     tag = tag or image_name()
@@ -398,6 +405,7 @@ def build_image(
             "--network", "host",
             *args,
             *cache_from,
+            *(["--cgroup-parent", cgroup_parent] if cgroup_parent else []),
             *(["--target", stage] if stage else []),
             "--tag", stage_tag,
             ROOT,
@@ -413,6 +421,53 @@ def build_image(
         engine.docker("save", "--output", partial, cache_tag, timeout=300)
         partial.rename(saved)
     return tag
+
+
+# -- the least CPU weight, for work done while other tests run --------------------------------
+
+#: cgroup v1's cpu hierarchy (these machines); absent on a v2-only host.
+CPU_CGROUPS = Path("/sys/fs/cgroup/cpu")
+CGROUPS = CPU_CGROUPS.parent
+
+
+def idle_cgroup(name: str) -> Path | None:
+    """A cpu cgroup with the least weight (``cpu.shares`` 2 against the others' 1024).
+
+    What runs in it gets a CPU only when nothing else wants one: under contention about
+    0.2 % of what a default task gets. ``nice`` would not do: each process group the tests
+    start is an autogroup of its own, and niceness only orders tasks within one. ``None``
+    where there is no writable cgroup v1 cpu hierarchy.
+    """
+    path = CPU_CGROUPS / name
+    try:
+        path.mkdir(exist_ok=True)
+        (path / "cpu.shares").write_text("2")
+    except OSError:
+        return None
+    return path
+
+
+def join_cgroup(path: Path) -> None:
+    """Move the calling thread (and so everything it starts from now on) into ``path``."""
+    (path / "tasks").write_text(str(threading.get_native_id()))
+
+
+def leave_cgroup(path: Path) -> None:
+    """Move every process still in ``path`` back to the root cpu cgroup."""
+    for pid in (path / "cgroup.procs").read_text().split():
+        with contextlib.suppress(OSError):  # gone meanwhile
+            (CPU_CGROUPS / "cgroup.procs").write_text(pid)
+
+
+def remove_cgroup(name: str) -> None:
+    """Remove ``name`` from every hierarchy (the engine creates it in each for its builds)."""
+    for hierarchy in CGROUPS.iterdir():
+        top = hierarchy / name
+        if not top.is_dir():
+            continue
+        for directory, _, _ in os.walk(top, topdown=False):  # the deepest first
+            with contextlib.suppress(OSError):
+                Path(directory).rmdir()
 
 
 def image_size_mb(engine: Engine, name: str) -> float:
