@@ -11,7 +11,9 @@ and ``grpcs://`` mean TLS): what a cluster master does before its run, and what
 
 from __future__ import annotations
 
+import queue
 import ssl
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -148,21 +150,48 @@ def wait_for_targets(
     """Wait until every target of ``urls`` (protocol → URL) answers its readiness check, at
     most ``timeout`` seconds; returns the protocols that never did, sorted.
 
-    A target at an ``https://``, ``wss://`` or ``grpcs://`` URL is asked over TLS, trusting
-    ``ca_file``. ``on_ready(protocol)`` is called as each one answers.
+    Each target is asked in a thread of its own, every ``poll_s``, so one whose name takes a
+    resolver's whole timeout to fail (a Service nobody backs, a DNS server that does not
+    answer) delays neither the others nor the verdict: the wait ends at ``timeout``, or once
+    every target was asked at least once, whichever is later. A target at an ``https://``,
+    ``wss://`` or ``grpcs://`` URL is asked over TLS, trusting ``ca_file``.
+    ``on_ready(protocol)`` is called (in the caller's thread) as each one answers.
     """
-    waiting = {
+    targets = {
         protocol: (*host_port(protocol, url), uses_tls(url)) for protocol, url in urls.items()
     }
+    answers: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def ask(protocol: str, host: str, port: int, tls: bool) -> None:
+        ca = _probe_ca(protocol, tls, ca_file)
+        while not stop.is_set():
+            ready = target_ready(host, protocol, port, tls=tls, ca_file=ca)
+            answers.put((protocol, ready))
+            if ready:
+                return
+            stop.wait(poll_s)
+
+    for protocol, (host, port, tls) in targets.items():
+        threading.Thread(
+            target=ask, args=(protocol, host, port, tls), name=f"probe-{protocol}", daemon=True
+        ).start()
     deadline = time.monotonic() + timeout
-    while waiting:
-        for protocol, (host, port, tls) in list(waiting.items()):
-            ca = _probe_ca(protocol, tls, ca_file)
-            if target_ready(host, protocol, port, tls=tls, ca_file=ca):
-                del waiting[protocol]
+    waiting, unasked = set(targets), set(targets)
+    try:
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0 and not unasked:
+                break
+            try:
+                protocol, ready = answers.get(timeout=left if left > 0 else None)
+            except queue.Empty:
+                continue
+            unasked.discard(protocol)
+            if ready:
+                waiting.discard(protocol)
                 if on_ready is not None:
                     on_ready(protocol)
-        if not waiting or time.monotonic() > deadline:
-            break
-        time.sleep(poll_s)
+    finally:
+        stop.set()  # a probe still waiting on its resolver ends with its daemon thread
     return sorted(waiting)
