@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 
 from dashboards.build import dashboards as dashboard_models
 from dashboards.grafana import Needs
+from tests.fixtures.influxdb import fresh_database
 from tests.fixtures.runs import Run, TimeRange, wirelab_run
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboards"
@@ -86,11 +86,8 @@ def _seconds(interval: str) -> float:
 
 @pytest.fixture(scope="module")
 def database(influxdb_server):
-    name = f"dashboards_{uuid.uuid4().hex[:10]}"
-    influxdb_server.query(f'CREATE DATABASE "{name}"')
-    yield name
-    if influxdb_server.running:
-        influxdb_server.query(f'DROP DATABASE "{name}"')
+    with fresh_database(influxdb_server, "dashboards") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
