@@ -570,7 +570,7 @@ class _Plugin:
     def _start_test(self) -> None:
         """A fresh run for the test the web UI just started."""
         assert self.config is not None
-        self._finish_now("a new test started before its last reports came in")
+        self._finish_now("the next test started before its last reports came in")
         self.tests += 1
         config = per_test_config(self.config, self.tests, time.time())
         try:
@@ -613,15 +613,16 @@ class _Plugin:
         self._finishing = None
         logger.info("wirelab: test %s written to %s", run.config.run_id, run.config.report_dir)
 
-    def _finish_now(self, why: str) -> None:
-        """Write the current test's run at once: the process quits, or the next test starts
-        while this one still waits for its last reports (``why`` is logged then)."""
+    def _finish_now(self, cut_short: str | None = None) -> None:
+        """Write the current run at once: the process quits (Locust's runner has told the
+        workers to quit and waited for their final reports), or the next test starts while
+        this one still waits for its last reports (``cut_short`` says so in the log)."""
         finishing, self._finishing = self._finishing, None
         if finishing is not None and self._waiting:
             finishing.kill(block=True)
             self._waiting = False
-            if self.run is not None:
-                logger.warning("test %s: %s; written without them", self.run.config.run_id, why)
+            if self.run is not None and cut_short:
+                logger.warning("test %s: %s", self.run.config.run_id, cut_short)
         elif finishing is not None:  # already writing its files: let it end
             finishing.join()
         if self.run is not None:
@@ -645,7 +646,7 @@ class _Plugin:
             self.run.on_worker_report(client_id, data)
 
     def on_quitting(self, **_: Any) -> None:
-        self._finish_now("the master quit before its last reports came in")
+        self._finish_now()
 
     # public ------------------------------------------------------------------------------
 
