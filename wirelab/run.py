@@ -145,7 +145,7 @@ def run_up(plan: RunPlan, *, web_port: int | None, web_host: str = "127.0.0.1") 
             for protocol, url in urls.items():
                 print(f"  {protocol:<5} {url}")
             print(f"Locust web UI: http://{web_host}:{lab.web_port}  (Ctrl-C stops everything)")
-            print(f"logs, and each test's report in a directory of its own: {run_dir}")
+            print(f"logs and results: {run_dir}  (each test started in the UI: a directory in it)")
             while lab.master is not None and lab.master.alive:
                 reports.poll()
                 time.sleep(0.5)
