@@ -275,7 +275,7 @@ def login_required() -> None:
 
 def _login_required(environment: Environment) -> None:
     anonymous = environment.web_ui.app.test_client()
-    for path in ("/wirelab/", "/wirelab/live.json"):
+    for path in ("/wirelab/", "/wirelab/live.json", "/wirelab/reports/t-1/report.html"):
         response = anonymous.get(path)
         assert response.status_code == 302, path
         assert response.headers["location"].startswith("/login"), path

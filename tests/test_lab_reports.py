@@ -95,6 +95,12 @@ def test_two_tests_started_from_the_web_ui_get_two_run_directories_with_their_ow
         assert httpx.post(f"{base}/stop", timeout=5).json()["success"]
         _wait(lambda: len(_reported(reports)) == 2, 90, "the second test's report")
         locust_counts.append(_locust_counts(base))
+        listed = httpx.get(f"{base}/wirelab/live.json", timeout=5).json()["reports"]
+        served = [httpx.get(f"{base}/wirelab/{row['href']}", timeout=5) for row in listed]
+        refused = [
+            httpx.get(f"{base}/wirelab/reports/{listed[0]['run_id']}/metrics.json", timeout=5),
+            httpx.get(f"{base}/wirelab/reports/..%2F..%2Flogs/master.log", timeout=5),
+        ]
     finally:
         up.stop(grace=30)
 
@@ -123,6 +129,15 @@ def test_two_tests_started_from_the_web_ui_get_two_run_directories_with_their_ow
         summaries.append(summary)
     first, second = summaries
     assert first["run_id"] != second["run_id"]
+    # The live view lists them, newest first, and serves their reports (nothing else).
+    assert [(row["run_id"], row["verdict"]) for row in listed] == [
+        (second["run_id"], "FAILED"),
+        (first["run_id"], "FAILED"),
+    ]
+    assert [response.status_code for response in served] == [200, 200]
+    assert served[0].text == (tests[1] / "report.html").read_text()
+    assert "sandbox" in served[0].headers["content-security-policy"]
+    assert [response.status_code for response in refused] == [404, 404]
     # One line per finished test in the terminal of `wirelab up`, with verdict and report.
     log = (tmp_path / "up.log").read_text()
     for test in tests:

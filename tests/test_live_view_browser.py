@@ -177,9 +177,15 @@ def test_live_view_during_a_real_run_shows_what_summary_json_says_at_the_end(lab
 
         assert_same_figures(shown, raw, summary)
 
+        # The view lists it and links to it: the report, served behind the same login.
         errors_before = len(browser.console_errors)
-        browser.navigate((summary_file.parent / "report.html").as_uri())
+        browser.navigate(f"{base}/wirelab/")
+        link = f"#finished li[data-run-id='{summary_file.parent.name}'] a"
+        browser.wait_for(f"document.querySelector({json.dumps(link)}) !== null", 30)
+        href = browser.evaluate(f"document.querySelector({json.dumps(link)}).href")
+        browser.navigate(href)
         browser.wait_for("document.querySelector('header.glance') !== null")
+        assert summary_file.parent.name in browser.evaluate("document.title")
         report_shot = browser.screenshot(tmp_path / "report.png", max_height=1400)
         assert browser.console_errors[errors_before:] == []
 

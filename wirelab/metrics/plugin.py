@@ -65,6 +65,7 @@ import locust.runners
 import orjson
 
 from ..exitcodes import EXIT_USAGE
+from .final_reports import final_report_timeout, wait_for_final_reports
 from .generator import GeneratorHealth, watch
 from .health import health_report
 from .lineprotocol import (
@@ -78,7 +79,7 @@ from .lineprotocol import (
     users_point,
 )
 from .looplag import loop_lag
-from .per_test import final_report_timeout, per_test_config, wait_for_final_reports
+from .per_test import per_test_config
 from .recorder import Aggregate, recorder
 from .results import METRICS_FILE, TIMESERIES_FILE
 from .series import RequestSeries, StreamSeries

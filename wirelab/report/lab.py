@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from ..metrics.per_test import order_of_test
 from ..metrics.results import METRICS_FILE, SUMMARY_FILE, TIMESERIES_FILE
 from ..plan import RunPlan
 from .build import WrittenReport, write_report
@@ -66,7 +67,7 @@ class LabReports:
         if not self.plan.run_dir.is_dir():
             return []
         built = []
-        for test in sorted(self.plan.run_dir.iterdir(), key=_started):
+        for test in sorted(self.plan.run_dir.iterdir(), key=order_of_test):
             if test.name in self.reports or not test.is_dir() or not written(test):
                 continue
             if (test / SUMMARY_FILE).is_file():  # reported before (a restarted supervisor)
@@ -95,9 +96,3 @@ class LabReports:
 
 def _print(line: str) -> None:
     print(line, flush=True)  # a terminal, or a log file read while the lab runs
-
-
-def _started(test: Path) -> tuple[int, str]:
-    """Tests in the order they ran: by their number (``<scenario>-<time>-<n>``)."""
-    number = test.name.rpartition("-")[2]
-    return (int(number), test.name) if number.isdigit() else (0, test.name)
