@@ -145,7 +145,7 @@ def run_up(plan: RunPlan, *, web_port: int | None, web_host: str = "127.0.0.1") 
             for protocol, url in urls.items():
                 print(f"  {protocol:<5} {url}")
             print(f"Locust web UI: http://{web_host}:{lab.web_port}  (Ctrl-C stops everything)")
-            print(f"logs and results: {run_dir}  (each test started in the UI: a directory in it)")
+            print(f"logs and results: {run_dir}  (a directory in it per test started in the UI)")
             while lab.master is not None and lab.master.alive:
                 reports.poll()
                 time.sleep(0.5)
