@@ -58,22 +58,40 @@ def _wait(check, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_two_tests_started_from_the_web_ui_get_two_run_directories_with_their_own_reports(
-    tmp_path: Path,
-) -> None:
+def _wirelab_up(tmp_path: Path, workers: int) -> tuple[ManagedProcess, str, Path]:
+    """``wirelab up`` on the lab's own REST target, with :data:`THRESHOLDS`; the process,
+    its UI's base URL and the report dir."""
     port = free_port()
     reports = tmp_path / "reports"
     thresholds = [arg for expression in THRESHOLDS for arg in ("--threshold", expression)]
     argv = [
         sys.executable, "-m", "wirelab", "up", "--scenario", "smoke", "--protocols", "rest",
-        "--workers", "2", *thresholds, "--web-port", str(port), "--report-dir", str(reports),
+        "--workers", str(workers), *thresholds, "--web-port", str(port),
+        "--report-dir", str(reports),
     ]  # fmt: skip
     up = ManagedProcess(argv, name="wirelab-up", log_path=tmp_path / "up.log").start()
-    base = f"http://127.0.0.1:{port}"
+    return up, f"http://127.0.0.1:{port}", reports
+
+
+def _ready(up: ManagedProcess, base: str, workers: int) -> None:
+    up.wait_ready(lambda: httpx.get(f"{base}/", timeout=1).status_code == 200, 90)
+    up.wait_ready(lambda: len(_stats(base)["workers"]) == workers, 60)
+
+
+def _running(base: str) -> None:
+    """The test started runs and has requests. (Stopped any sooner, Locust 2.47 may tell a
+    worker whose spawning_complete arrives after the stop to quit.)"""
+    _wait(lambda: _stats(base)["state"] == "running", 60, "the test's users")
+    _wait(lambda: sum(_locust_counts(base).values()) > 0, 60, "the test's requests")
+
+
+def test_two_tests_started_from_the_web_ui_get_two_run_directories_with_their_own_reports(
+    tmp_path: Path,
+) -> None:
+    up, base, reports = _wirelab_up(tmp_path, workers=2)
     locust_counts: list[dict[str, int]] = []
     try:
-        up.wait_ready(lambda: httpx.get(f"{base}/", timeout=1).status_code == 200, 90)
-        up.wait_ready(lambda: len(_stats(base)["workers"]) == 2, 60)
+        _ready(up, base, workers=2)
 
         # The first test ends by its run time.
         answer = httpx.post(
@@ -88,10 +106,7 @@ def test_two_tests_started_from_the_web_ui_get_two_run_directories_with_their_ow
         up.wait_ready(lambda: len(_stats(base)["workers"]) == 2, 60)
         answer = httpx.post(f"{base}/swarm", data={"user_count": 2, "spawn_rate": 2}, timeout=5)
         assert answer.json()["success"], answer.text
-        # Stopped once running: Locust 2.47 tells a worker whose spawning_complete arrives
-        # after the stop to quit.
-        _wait(lambda: _stats(base)["state"] == "running", 60, "the second test's users")
-        _wait(lambda: sum(_locust_counts(base).values()) > 0, 60, "the second test's requests")
+        _running(base)
         assert httpx.post(f"{base}/stop", timeout=5).json()["success"]
         _wait(lambda: len(_reported(reports)) == 2, 90, "the second test's report")
         locust_counts.append(_locust_counts(base))
@@ -144,3 +159,25 @@ def test_two_tests_started_from_the_web_ui_get_two_run_directories_with_their_ow
         assert f"wirelab: test {test.name} FAILED (exit 1): {test / 'report.html'}" in log, log[
             -3000:
         ]
+
+
+def test_the_test_running_when_the_lab_stops_is_written_and_reported(tmp_path: Path) -> None:
+    """Ctrl-C (SIGTERM here) while a test runs: the master writes it as it quits and
+    ``wirelab up`` reports it before it exits."""
+    up, base, reports = _wirelab_up(tmp_path, workers=1)
+    try:
+        _ready(up, base, workers=1)
+        answer = httpx.post(f"{base}/swarm", data={"user_count": 2, "spawn_rate": 2}, timeout=5)
+        assert answer.json()["success"], answer.text
+        _running(base)
+    finally:
+        code = up.stop(grace=30)
+    assert code == 0, up.log_tail()
+    (test,) = _reported(reports)
+    assert {path.name for path in test.iterdir()} >= RUN_FILES, test
+    summary = json.loads((test / "summary.json").read_text())
+    assert sum(row["count"] for row in summary["requests"]) > 0
+    assert {row["expression"] for row in summary["thresholds"]} >= set(THRESHOLDS)
+    assert summary["incomplete"] == [] and summary["exit_code"] == 1
+    log = (tmp_path / "up.log").read_text()
+    assert f"wirelab: test {test.name} FAILED (exit 1): {test / 'report.html'}" in log, log[-3000:]
