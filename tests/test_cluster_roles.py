@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.own_locustfile import write_own_locustfile
 from wirelab.exitcodes import UsageError
 from wirelab.locust_command import master_argv
 from wirelab.plan import build_plan
-from wirelab.processes import free_port
+from wirelab.processes import ManagedProcess, free_port
 from wirelab.run_options import request_from_env
 
 SCENARIO = """\
@@ -191,3 +194,71 @@ def test_the_master_rebalances_users_onto_workers_an_autoscaler_adds():
     assert "--enable-rebalancing" in argv
     assert argv[argv.index("--expect-workers") + 1] == "3"
     assert argv[argv.index("--expect-workers-max-wait") + 1] == "300"
+
+
+def test_the_ui_role_reports_every_test_and_the_one_running_when_the_pod_stops(targets, tmp_path):
+    """Lab mode's pod command: a test ended by its run time gets its report while the UI
+    stays up; SIGTERM to the role (the pod's PID 1) stops Locust, whose running test is
+    written as it quits and then reported; the role exits with Locust's code."""
+    rest = targets.start("rest")
+    port = free_port()
+    env = role_env(
+        tmp_path,
+        SCENARIO,
+        WIRELAB_RUN_THRESHOLDS="rest:count==0",
+        WIRELAB_REST_URL=rest.url("rest"),
+        WIRELAB_WEB_PORT=str(port),
+        WIRELAB_WEB_USER="admin",
+        WIRELAB_WEB_PASSWORD="lab-pw-12345",
+    )
+    command = [sys.executable, "-m", "wirelab", "cluster"]
+    ui = ManagedProcess([*command, "ui"], name="ui", env=env, log_path=tmp_path / "ui.log")
+    worker = ManagedProcess(
+        [*command, "worker"], name="worker", env=env, log_path=tmp_path / "worker.log"
+    )
+    base = f"http://127.0.0.1:{port}"
+    reports = tmp_path / "reports"
+
+    def reported() -> list[Path]:
+        tests = reports.glob("*/*/summary.json")
+        return sorted(tests, key=lambda path: int(path.parent.name.rpartition("-")[2]))
+
+    try:
+        ui.start()
+        worker.start()
+        with httpx.Client(base_url=base, timeout=5) as operator:
+            ui.wait_ready(lambda: operator.get("/login").is_success, 90)
+            operator.post("/wirelab/login", data={"username": "admin", "password": "lab-pw-12345"})
+            ui.wait_ready(lambda: operator.get("/stats/requests").json()["workers"], 60)
+            form = {"user_count": 2, "spawn_rate": 2, "run_time": "3s"}
+            assert operator.post("/swarm", data=form).json()["success"]
+            ui.wait_ready(lambda: len(reported()) == 1, 90)
+            assert operator.get("/stats/requests").json()["state"] == "stopped"
+
+            assert operator.post("/swarm", data={"user_count": 2, "spawn_rate": 2}).is_success
+            ui.wait_ready(lambda: operator.get("/stats/requests").json()["state"] == "running", 60)
+            ui.wait_ready(
+                lambda: sum(
+                    r["num_requests"] for r in operator.get("/stats/requests").json()["stats"]
+                ),
+                60,
+            )
+        os.kill(ui.pid, signal.SIGTERM)  # the kubelet signals PID 1 only
+        deadline = time.monotonic() + 60
+        while ui.alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ui.returncode == 0, ui.log_tail()
+    finally:
+        worker.stop(grace=10)
+        ui.stop(grace=10)
+    first, second = (json.loads(path.read_text()) for path in reported())
+    for summary in (first, second):
+        assert summary["exit_code"] == 1 and summary["verdict"] == "FAILED"
+        assert [row["expression"] for row in summary["thresholds"]] == [
+            "rest:count>0",
+            "rest:count==0",
+        ]
+        assert sum(row["count"] for row in summary["requests"]) > 0
+    log = (tmp_path / "ui.log").read_text()
+    for summary in (first, second):
+        assert f"wirelab: test {summary['run_id']} FAILED (exit 1): " in log, log[-3000:]

@@ -1,9 +1,10 @@
-"""The chart's lab mode, run for real: the web UI behind its login, workers, a run and its report.
+"""The chart's lab mode, run for real: the web UI behind its login, workers, a test and its report.
 
 The master Deployment (``wirelab cluster ui``), the worker Deployment, Redis and the targets
 run as containers from ``helm template`` output (tests/kubelet.py; no Kubernetes API server
 here). The test is the operator: it reads the login from the chart's generated Secret, as
-NOTES.txt tells people to, and drives Locust's own HTTP API at the master pod's address.
+NOTES.txt tells people to, and drives Locust's own HTTP API at the master pod's address. The
+test it starts gets its report (summary.json, report.html) while the pod is still up.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.timeout(900)  # the first test may wait for the session
 WEB_SECRET, WEB_KEY, WEB_USER = "wirelab-web", "web-password", "admin"
 
 
-def test_lab_mode_ui_wants_the_login_workers_connect_and_a_run_writes_its_report(
+def test_lab_mode_ui_wants_the_login_workers_connect_and_a_test_gets_its_report_at_once(
     engine: Engine, images: Images, tmp_path: Path
 ) -> None:
     values = {**LIGHT, "mode": "lab", "run.protocols": ["rest", "ws"]}
@@ -68,17 +69,23 @@ def test_lab_mode_ui_wants_the_login_workers_connect_and_a_run_writes_its_report
             requests = sum(row["num_requests"] for row in stats()["stats"])
             assert requests > 0
 
-        # The UI outlives its run, ready for the next one.
+        # The test has its own run directory and report while the pod is still up (a
+        # reports PVC keeps them), and the UI outlives it, ready for the next one.
+        reports = master.directory / "volumes" / "reports"
+        reported = wait_until(lambda: list(reports.glob("*/*/summary.json")), 60)
+        assert reported, harness.logs(master)[-3000:]
         assert harness.ready(master)
-        # Lab mode's metrics.json covers the pod's whole life: it is written when the master
-        # stops (a reports PVC keeps it), as deleting the pod does.
+        (summary_path,) = reports.glob("*/*/summary.json")
+        test_dir = summary_path.parent
+        written = {path.name for path in test_dir.iterdir()}
+        assert {"metrics.json", "timeseries.lp", "junit.xml", "report.html"} <= written, written
+        summary = json.loads(summary_path.read_text())
+        assert summary["run_id"] == test_dir.name and summary["thresholds"], summary
+        assert sum(row["count"] for row in summary["requests"]) > 0, summary["requests"]
+        assert f"wirelab: test {test_dir.name} " in harness.logs(master)
+
+        # Deleting the pod stops Locust through the supervising role: a clean exit.
         harness.stop(master)
         assert harness.inspect(master)["State"]["ExitCode"] == 0, harness.logs(master)[-3000:]
-        reports = master.directory / "volumes" / "reports"
-        (run_dir,) = [path for path in reports.iterdir() if path.is_dir()]
-        written = sorted(path.name for path in run_dir.iterdir())
-        assert "metrics.json" in written, written
-        recorded = json.loads((run_dir / "metrics.json").read_text())
-        assert recorded["totals"]["requests"], recorded["totals"]
     finally:
         harness.close()

@@ -4,8 +4,9 @@
 protocol behind HAProxy, a reconnect storm at 4 s) with its web UI beyond loopback, so the
 login is on. The browser is refused without it, logs in through Locust's own form, starts the
 run from its session, watches the view refresh and the storm land on the timeline, and reads
-the figures the view shows at the end; the same run's ``summary.json`` (built from the
-master's ``metrics.json`` by the code ``wirelab run`` uses) must say the same. The report of
+the figures the view shows at the end; the same test's ``summary.json`` (which ``wirelab up``
+builds from the master's ``metrics.json`` with the code ``wirelab run`` uses, as soon as the
+test stops) must say the same. The report of
 that run then renders without a console error.
 
 Screenshots go to the test's tmp dir; with ``WIRELAB_SCREENSHOT_DIR`` set (``docs/images``)
@@ -28,11 +29,7 @@ import pytest
 
 from tests.browser import Browser
 from tests.test_web_login import wirelab_up_behind_login
-from wirelab.plan import RunPlan
-from wirelab.report.build import build_report
 from wirelab.report.glance import group_thresholds
-from wirelab.scenarios import load_scenario
-from wirelab.thresholds import parse_threshold
 
 USER, PASSWORD = "operator", "live-view-pw-42"
 RUN_TIME_S = 10
@@ -97,7 +94,7 @@ def lab_up(tmp_path: Path):
 
 
 def test_live_view_during_a_real_run_shows_what_summary_json_says_at_the_end(lab_up, tmp_path):
-    base, run_dir, scenario_file, up = lab_up
+    base, run_dir, _, up = lab_up
     # Closed without the login: the figures and the page alike.
     with httpx.Client(base_url=base, timeout=5, follow_redirects=False) as anonymous:
         for path in ("/wirelab/", "/wirelab/live.json"):
@@ -173,22 +170,22 @@ def test_live_view_during_a_real_run_shows_what_summary_json_says_at_the_end(lab
         assert "lag p99 ms (exact)" in browser.evaluate("document.body.innerText")
         tab_shot = browser.screenshot(tmp_path / "locust-wirelab-tab.png", full_page=False)
 
-        up.stop(grace=30)  # the master writes metrics.json as it quits
-        scenario = load_scenario(str(scenario_file))
-        plan = RunPlan(
-            scenario=scenario,
-            thresholds=[parse_threshold(t) for t in scenario.thresholds],
-            report_dir=run_dir.parent,
-            run_id=run_dir.name,
-        )
-        build_report(plan, incomplete=[], wall_time_s=0.0)
-        summary = json.loads((run_dir / "summary.json").read_text())
+        # The test's report, written by `wirelab up` as soon as the test stopped.
+        up.wait_ready(lambda: len(list(run_dir.glob("*/summary.json"))) == 1, 60)
+        (summary_file,) = run_dir.glob("*/summary.json")
+        summary = json.loads(summary_file.read_text())
 
         assert_same_figures(shown, raw, summary)
 
+        # The view lists it and links to it: the report, served behind the same login.
         errors_before = len(browser.console_errors)
-        browser.navigate((run_dir / "report.html").as_uri())
+        browser.navigate(f"{base}/wirelab/")
+        link = f"#finished li[data-run-id='{summary_file.parent.name}'] a"
+        browser.wait_for(f"document.querySelector({json.dumps(link)}) !== null", 30)
+        href = browser.evaluate(f"document.querySelector({json.dumps(link)}).href")
+        browser.navigate(href)
         browser.wait_for("document.querySelector('header.glance') !== null")
+        assert summary_file.parent.name in browser.evaluate("document.title")
         report_shot = browser.screenshot(tmp_path / "report.png", max_height=1400)
         assert browser.console_errors[errors_before:] == []
 

@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     run.add_argument("--no-progress", action="store_true", help="no live progress block")
 
     up = commands.add_parser("up", help="the local lab with Locust's web UI, until Ctrl-C")
-    add_run_arguments(up, leave_out={"thresholds"})
+    # Every test started in the UI is judged by the scenario's thresholds and these.
+    add_run_arguments(up)
     up.add_argument("--web-port", type=int, help="Locust web UI port (default: a free one)")
     up.add_argument(
         "--web-host",

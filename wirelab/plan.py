@@ -13,6 +13,7 @@ A check added to the scenario schema or to :data:`PLAN_CHECKS` holds on every pa
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import time
@@ -68,6 +69,11 @@ class RunPlan:
     @property
     def run_dir(self) -> Path:
         return self.report_dir / self.run_id
+
+    def for_test(self, run_id: str) -> RunPlan:
+        """The plan of one test that this lab's web UI ran as run ``run_id``: the same
+        scenario, thresholds and sinks, its directory inside this plan's."""
+        return dataclasses.replace(self, report_dir=self.run_dir, run_id=run_id)
 
     def headless(self) -> Headless:
         """The headless master's shape: the scenario's users, spawn rate and duration."""

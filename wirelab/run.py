@@ -4,8 +4,9 @@ A run is a :class:`~wirelab.plan.RunPlan` (:mod:`wirelab.plan`) executed here: t
 (ours, unless the user points at theirs) → a Locust master and N worker processes in real
 distributed mode (:mod:`wirelab.locust_command`) → results written by the master's wirelab
 plugin into the run directory → thresholds, ``summary.json``, ``junit.xml`` and
-``report.html`` (:mod:`wirelab.report.build`). The cluster roles (:mod:`wirelab.cluster`)
-execute the same plan across pods.
+``report.html`` (:mod:`wirelab.report.build`). ``wirelab up`` writes the same files for each
+test started in its web UI, in a directory of its own (:mod:`wirelab.report.lab`). The
+cluster roles (:mod:`wirelab.cluster`) execute the same plan across pods.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .plan import RunPlan
 from .preflight import connections_by_protocol
 from .processes import sigterm_as_interrupt
 from .report.build import build_report
+from .report.lab import LabReports
 from .report.progress import Progress
 from .run_locustfile import write_locustfiles
 
@@ -119,10 +121,12 @@ def _start_everything(lab: LocalLab, plan: RunPlan, **master: Any) -> dict[str, 
 
 
 def run_up(plan: RunPlan, *, web_port: int | None, web_host: str = "127.0.0.1") -> int:
-    """``wirelab up``: the lab with Locust's web UI, until Ctrl-C stops every process."""
+    """``wirelab up``: the lab with Locust's web UI, until Ctrl-C stops every process; each
+    test started in the UI gets its report as soon as it stops."""
     run_dir = plan.run_dir
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     sigterm_as_interrupt()
+    reports = LabReports(plan)
     try:
         with local_lab(run_dir) as lab:
             try:
@@ -141,9 +145,11 @@ def run_up(plan: RunPlan, *, web_port: int | None, web_host: str = "127.0.0.1") 
             for protocol, url in urls.items():
                 print(f"  {protocol:<5} {url}")
             print(f"Locust web UI: http://{web_host}:{lab.web_port}  (Ctrl-C stops everything)")
-            print(f"logs and results: {run_dir}")
+            print(f"logs and results: {run_dir}  (a directory in it per test started in the UI)")
             while lab.master is not None and lab.master.alive:
+                reports.poll()
                 time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping the lab ...")
+    reports.close()  # the test that was running when the lab stopped
     return EXIT_OK

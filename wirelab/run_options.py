@@ -216,14 +216,10 @@ def _argument_type(option: RunOption) -> Callable[[str], Any]:
     return parse
 
 
-def add_run_arguments(
-    parser: argparse.ArgumentParser, *, leave_out: frozenset[str] | set[str] = frozenset()
-) -> None:
-    """The run options as flags (but those in ``leave_out``), and where the targets are
-    (``--target-host``, one URL per protocol)."""
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run options as flags, and where the targets are (``--target-host``, one URL per
+    protocol)."""
     for option in RUN_OPTIONS:
-        if option.dest in leave_out:
-            continue
         parser.add_argument(
             option.flag,
             dest=option.dest,

@@ -39,6 +39,13 @@ What happens where:
   ``REPORT_DIR/metrics.json`` holds the run's totals (read it back with
   :func:`wirelab.metrics.results.load_results`);
 * a local (non-distributed) run does both in one process.
+
+One run per process, or one per test: a headless master (``wirelab run``, the cluster
+``master`` role) merges one run from its start to its ``quitting``. A master with a web UI
+(lab mode: ``wirelab up``, the cluster ``ui`` role) merges one run per test started in the
+UI, each with its own run id and directory inside ``WIRELAB_REPORT_DIR``, finished (its
+``metrics.json`` written) once the workers' last reports of that test are in; see
+:mod:`wirelab.metrics.per_test`.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ import locust.runners
 import orjson
 
 from ..exitcodes import EXIT_USAGE
+from .final_reports import final_report_timeout, wait_for_final_reports
 from .generator import GeneratorHealth, watch
 from .health import health_report
 from .lineprotocol import (
@@ -71,6 +79,7 @@ from .lineprotocol import (
     users_point,
 )
 from .looplag import loop_lag
+from .per_test import per_test_config
 from .recorder import Aggregate, recorder
 from .results import METRICS_FILE, TIMESERIES_FILE
 from .series import RequestSeries, StreamSeries
@@ -83,6 +92,7 @@ __all__ = [
     "annotate",
     "base_tags",
     "current_run",
+    "plugin_loaded",
     "register",
     "write_points",
 ]
@@ -177,6 +187,8 @@ class RunMetrics:
             self.sinks.append(open_sink(url))
         self.annotations: list[dict[str, Any]] = []
         self.lost: dict[str, dict[str, Any]] = {}
+        #: Reports merged per worker (a per-test run waits on them for its last figures).
+        self.reports_from: dict[str, int] = {}
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.intervals = 0
@@ -208,7 +220,9 @@ class RunMetrics:
                 logger.exception("metrics interval failed")
 
     def on_worker_report(self, worker: str, data: Mapping[str, Any]) -> None:
-        """Merge one worker report (its ``wirelab`` entry)."""
+        """Merge one worker report (its ``wirelab`` entry); a finished run takes no more."""
+        if self._finished:
+            return
         payload = data.get("wirelab")
         if payload is None:
             if not self._warned_plain_worker:
@@ -220,6 +234,7 @@ class RunMetrics:
                 )
             return
         self.aggregate.add(worker, payload)
+        self.reports_from[worker] = self.reports_from.get(worker, 0) + 1
         self.generator.add(worker, payload, time.time())
         for annotation in payload.get("annotations", ()):
             self.add_annotation(annotation)
@@ -310,9 +325,11 @@ class RunMetrics:
         """The users are told to stop: the generator's figures no longer count."""
         self.generator.stop(time.time())
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, ended_at: float | None = None) -> dict[str, Any]:
         """End of run: last interval, final (bounded) flush of every sink, ``metrics.json``.
 
+        ``ended_at``: when the run ended (default now); a test of the web UI ended when its
+        users had stopped, not when its last reports came in.
         Idempotent; returns the summary that ``metrics.json`` holds.
         """
         if self._finished:
@@ -321,7 +338,7 @@ class RunMetrics:
         if self._loop is not None:
             self._loop.kill(block=True, timeout=2.0)
             self._loop = None
-        self.ended_at = time.time()
+        self.ended_at = time.time() if ended_at is None else ended_at
         if self.started_at is None:
             self.started_at = self.ended_at
         self.generator.stop(self.ended_at)
@@ -463,9 +480,18 @@ class _Plugin:
     def __init__(self) -> None:
         self.role: str | None = None  # "master" | "worker" | "local"
         self.config: PluginConfig | None = None
+        self.runner: Any = None
         self.run: RunMetrics | None = None
         #: Annotations waiting for the next worker report (or for the master to start).
         self.pending: list[dict[str, Any]] = []
+        #: Lab mode (a master with a web UI): one run per test, not one per process.
+        self.per_test = False
+        self.tests = 0
+        #: While a stopped test waits for its last reports: the greenlet that waits, and
+        #: when its users had stopped (the end of its run).
+        self._finishing: gevent.Greenlet | None = None
+        self._waiting = False
+        self._stopped_at: float | None = None
 
     # listeners ---------------------------------------------------------------------------
 
@@ -499,7 +525,7 @@ class _Plugin:
             retried=retried,
         )
 
-    def on_init(self, environment: Any, runner: Any = None, **_: Any) -> None:
+    def on_init(self, environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) -> None:
         try:
             self.config = PluginConfig.from_env()
         except ValueError as exc:
@@ -515,11 +541,21 @@ class _Plugin:
             self.role = "local"
         else:
             return
+        self.runner = runner
+        # Started from a web UI, tests come and go while the process stays: each gets a run
+        # (opened at its start, see on_test_start); a headless process is one run.
+        self.per_test = web_ui is not None
+        if self.per_test:
+            return
         try:
             self.run = RunMetrics(self.config, runner, local=self.role == "local")
         except (ValueError, OSError) as exc:
             logger.error("wirelab metrics: cannot open sinks: %s", exc)
             raise SystemExit(EXIT_USAGE) from exc
+        self._take_pending()
+
+    def _take_pending(self) -> None:
+        assert self.run is not None
         for annotation in self.pending:
             self.run.add_annotation(annotation)
         self.pending.clear()
@@ -527,8 +563,72 @@ class _Plugin:
     def on_test_start(self, **_: Any) -> None:
         if self.role in ("worker", "local"):
             loop_lag().start()
+        if self.per_test:
+            self._start_test()
         if self.run is not None:
             self.run.start()
+
+    def _start_test(self) -> None:
+        """A fresh run for the test the web UI just started."""
+        assert self.config is not None
+        self._finish_now("the next test started before its last reports came in")
+        self.tests += 1
+        config = per_test_config(self.config, self.tests, time.time())
+        try:
+            self.run = RunMetrics(config, self.runner, local=self.role == "local")
+        except (ValueError, OSError) as exc:  # the UI stays up; this test has no record
+            self.run = None
+            logger.error("wirelab metrics: test %s: cannot open sinks: %s", config.run_id, exc)
+            return
+        self._take_pending()
+        logger.info("wirelab: test %s started", config.run_id)
+
+    def on_test_stop(self, **_: Any) -> None:
+        run = self.run
+        if not self.per_test or run is None or run._finished or self._finishing is not None:
+            return
+        self._stopped_at = time.time()
+        self._finishing = gevent.spawn(self._finish_test, run)
+
+    def _finish_test(self, run: RunMetrics) -> None:
+        """Once every worker's last report of the test is in (bounded), write its run."""
+        environment = getattr(self.runner, "environment", None)
+        if getattr(self.runner, "clients", None) is not None:
+            self._waiting = True
+            owed = wait_for_final_reports(
+                self.runner,
+                set(run.aggregate.workers),
+                run.reports_from,
+                timeout=final_report_timeout(
+                    getattr(environment, "stop_timeout", None), run.config.interval
+                ),
+            )
+            if owed:
+                logger.warning(
+                    "test %s: no last report from %s; written without it",
+                    run.config.run_id,
+                    ", ".join(owed),
+                )
+        self._waiting = False
+        run.finish(self._stopped_at)
+        self._finishing = None
+        logger.info("wirelab: test %s written to %s", run.config.run_id, run.config.report_dir)
+
+    def _finish_now(self, cut_short: str | None = None) -> None:
+        """Write the current run at once: the process quits (Locust's runner has told the
+        workers to quit and waited for their final reports), or the next test starts while
+        this one still waits for its last reports (``cut_short`` says so in the log)."""
+        finishing, self._finishing = self._finishing, None
+        if finishing is not None and self._waiting:
+            finishing.kill(block=True)
+            self._waiting = False
+            if self.run is not None and cut_short:
+                logger.warning("test %s: %s", self.run.config.run_id, cut_short)
+        elif finishing is not None:  # already writing its files: let it end
+            finishing.join()
+        if self.run is not None:
+            self.run.finish(self._stopped_at if self.per_test else None)
+        self._stopped_at = None
 
     def on_test_stopping(self, **_: Any) -> None:
         loop_lag().stop()
@@ -547,8 +647,7 @@ class _Plugin:
             self.run.on_worker_report(client_id, data)
 
     def on_quitting(self, **_: Any) -> None:
-        if self.run is not None:
-            self.run.finish()
+        self._finish_now()
 
     # public ------------------------------------------------------------------------------
 
@@ -576,6 +675,7 @@ def register(events: Any = None) -> None:
     events.init.add_listener(plugin.on_init)
     events.test_start.add_listener(plugin.on_test_start)
     events.test_stopping.add_listener(plugin.on_test_stopping)
+    events.test_stop.add_listener(plugin.on_test_stop)
     events.report_to_master.add_listener(plugin.on_report_to_master)
     events.worker_report.add_listener(plugin.on_worker_report)
     events.quitting.add_listener(plugin.on_quitting)
@@ -618,6 +718,14 @@ def current_run(events: Any = None) -> RunMetrics | None:
     plugin keeps writing to it."""
     plugin = getattr(locust.events if events is None else events, "_wirelab_metrics", None)
     return None if plugin is None else plugin.run
+
+
+def plugin_loaded(events: Any = None) -> bool:
+    """Whether the plugin listens on ``events`` (default ``locust.events``), even while it
+    has no run to show (a web UI's master before its first test)."""
+    return (
+        getattr(locust.events if events is None else events, "_wirelab_metrics", None) is not None
+    )
 
 
 def write_points(points: list[Point]) -> bool:

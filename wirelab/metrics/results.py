@@ -24,6 +24,10 @@ __all__ = ["RunResults", "load_results"]
 #: The files of a run directory that the plugin writes and everything else reads.
 METRICS_FILE = "metrics.json"
 TIMESERIES_FILE = "timeseries.lp"
+#: The files the report (:mod:`wirelab.report.build`) writes beside them.
+SUMMARY_FILE = "summary.json"
+JUNIT_FILE = "junit.xml"
+REPORT_FILE = "report.html"
 
 
 @dataclass

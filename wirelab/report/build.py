@@ -1,14 +1,30 @@
-"""After a run: read what the master recorded, judge the thresholds, write the report."""
+"""After a run: read what the master recorded, judge the thresholds, write the report.
+
+:func:`write_report` writes a run directory's report files and returns the verdict;
+:func:`build_report` does that and prints it (``wirelab run``, the cluster ``master`` role);
+the lab's web UI tests are written by the same :func:`write_report`
+(:mod:`wirelab.report.lab`).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from ..exitcodes import EXIT_GENERATOR_BOUND, EXIT_INCOMPLETE, EXIT_OK, EXIT_THRESHOLD_FAILED
 from ..metrics.generator import GENERATOR_BOUND, judge
 from ..metrics.lineprotocol import encode, threshold_point
-from ..metrics.results import TIMESERIES_FILE, RunResults, load_results
+from ..metrics.results import (
+    JUNIT_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+    TIMESERIES_FILE,
+    RunResults,
+    load_results,
+)
 from ..metrics.sinks import open_transport, parse_sink_url
 from ..plan import RunPlan
 from ..thresholds import Verdict, evaluate
@@ -37,8 +53,40 @@ def _load(plan: RunPlan, incomplete: list[str]) -> RunResults | None:
     return results
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenReport:
+    """A run's report as written: its exit code, ``summary.json``'s content, its files."""
+
+    code: int
+    summary: dict[str, Any]
+    run_dir: Path
+
+    @property
+    def html(self) -> Path:
+        return self.run_dir / REPORT_FILE
+
+    @property
+    def summary_file(self) -> Path:
+        return self.run_dir / SUMMARY_FILE
+
+
 def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) -> int:
-    """Write summary.json, junit.xml and report.html; print the verdict; return the exit code.
+    """Write summary.json, junit.xml and report.html; print the verdict; return the exit code
+    (see :func:`write_report`)."""
+    report = write_report(plan, incomplete=incomplete, wall_time_s=wall_time_s)
+    print(format_terminal_summary(report.summary))
+    print(f"\nreport: {report.html}\nsummary: {report.summary_file}")
+    return report.code
+
+
+def write_report(
+    plan: RunPlan, *, incomplete: list[str], wall_time_s: float | None = None
+) -> WrittenReport:
+    """Judge the run in ``plan.run_dir``; write summary.json, junit.xml and report.html there.
+
+    ``incomplete``: what already went wrong; ``wall_time_s``: how long the whole run took,
+    targets and waits included (``None``: the run's own duration, as for a test of the
+    lab's web UI, which is one stretch of a longer-lived lab).
 
     The code: 3 when the run did not complete, else 1 when a threshold failed, else 4 when
     the generator was the bottleneck (its figures are partly its own: not a pass), else 0.
@@ -93,16 +141,16 @@ def build_report(plan: RunPlan, *, incomplete: list[str], wall_time_s: float) ->
         open_model=plan.scenario.rate is not None,
         generator=generator,
     )
-    summary["wall_time_s"] = round(wall_time_s, 1)
+    summary["wall_time_s"] = round(duration if wall_time_s is None else wall_time_s, 1)
     if deploy is not None:
         summary["deploy"] = deploy
     summary["threshold_points"] = write_threshold_points(plan, verdicts)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (run_dir / "junit.xml").write_text(build_junit(plan.run_id, verdicts, incomplete, generator))
-    (run_dir / "report.html").write_text(render_report(summary, results))
-    print(format_terminal_summary(summary))
-    print(f"\nreport: {run_dir / 'report.html'}\nsummary: {run_dir / 'summary.json'}")
-    return code
+    report = WrittenReport(code, summary, run_dir)
+    (run_dir / JUNIT_FILE).write_text(build_junit(plan.run_id, verdicts, incomplete, generator))
+    report.html.write_text(render_report(summary, results))
+    # Last: a summary.json says the report is all there (the lab's reader waits on it).
+    report.summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+    return report
 
 
 def write_threshold_points(plan: RunPlan, verdicts: list[Verdict]) -> dict[str, str]:

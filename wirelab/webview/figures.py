@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..metrics.plugin import LOCAL_WORKER, RunMetrics, current_run
+from ..metrics.plugin import LOCAL_WORKER, RunMetrics, current_run, plugin_loaded
 from ..metrics.series import STREAM_COUNTERS, RequestSeries, SeriesKey, StreamSeries
 from ..report.glance import group_thresholds, is_held, protocol_order
 from ..report.summary import histogram_ms
@@ -149,7 +149,11 @@ class LiveFigures:
             return {
                 "version": 1,
                 "now": now,
-                "run": {**self._run_info(None, runner, now), "plugin": False},
+                # A web UI's master has no run before its first test; the plugin is there.
+                "run": {
+                    **self._run_info(None, runner, now),
+                    "plugin": plugin_loaded(self.environment.events),
+                },
                 "streams": [],
                 "requests": [],
                 "workers": [],

@@ -7,7 +7,10 @@ local run) with a web UI it adds, through Locust's extension points only:
 ``/wirelab/``           the live view: one self-contained page (inline CSS and script, no
                         CDN: it works offline) that asks for ``live.json`` about once a second
 ``/wirelab/live.json``  the figures (see :class:`~.figures.LiveFigures`); ``?since=N`` sends
-                        the annotations from the N-th on, so each poll carries only new ones
+                        the annotations from the N-th on, so each poll carries only new ones;
+                        ``reports`` lists the lab's finished tests (:mod:`.reports`)
+``/wirelab/reports/<run id>/report.html``  a finished test's report (also its
+                        ``summary.json`` and ``junit.xml``), served from the lab's directory
 tabs                    "wirelab streams" and "wirelab percentiles" in Locust's own UI
                         (``extended_tabs``/``extended_tables``; their rows ride on Locust's
                         ``/stats/requests`` as ``extended_stats``), and links to the view and
@@ -22,14 +25,17 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import locust.runners
 import orjson
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, abort, request, send_file
 
 from ..listeners import on_init_once
+from ..metrics.plugin import PluginConfig
 from .figures import LiveFigures
+from .reports import FinishedTests
 from .settings import thresholds_from_environment
 
 __all__ = ["PAGE_PATH", "REQUESTS_TAB", "STREAMS_TAB", "install", "register"]
@@ -49,6 +55,16 @@ _HEADERS = {
         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
         "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'self'"
+    ),
+}
+#: A finished test's files: the report's own inline script and styles run, in a sandbox (an
+#: origin of its own: it cannot use the UI's session), and nothing is fetched.
+_REPORT_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; img-src data:; font-src data:"
     ),
 }
 # Locust's tables show these keys (single words: its UI camel-cases keys with underscores).
@@ -167,8 +183,10 @@ def _add_tabs(web_ui: Any, figures: LiveFigures) -> None:
         return response
 
 
-def install(web_ui: Any, figures: LiveFigures) -> None:
-    """Add the view's routes and Locust's tabs to ``web_ui`` (a :class:`locust.web.WebUI`)."""
+def install(web_ui: Any, figures: LiveFigures, finished: FinishedTests | None = None) -> None:
+    """Add the view's routes and Locust's tabs to ``web_ui`` (a :class:`locust.web.WebUI`);
+    ``finished``: the lab's finished tests (default: none listed)."""
+    finished = finished or FinishedTests(None)
     options = getattr(web_ui.environment, "parsed_options", None)
     base = (getattr(options, "web_base_path", "") or "").rstrip("/")
     blueprint = Blueprint("wirelab_live", __name__, url_prefix=f"{base}{PAGE_PATH}")
@@ -184,12 +202,23 @@ def install(web_ui: Any, figures: LiveFigures) -> None:
     def live_figures() -> Response:
         since = request.args.get("since", default=0, type=int) or 0
         try:
-            body = orjson.dumps(figures.snapshot(since), option=orjson.OPT_NON_STR_KEYS)
+            live = {**figures.snapshot(since), "reports": finished.listing()}
+            body = orjson.dumps(live, option=orjson.OPT_NON_STR_KEYS)
         except Exception as exc:
             log.exception("wirelab live figures failed")
             body = orjson.dumps({"error": type(exc).__name__})
             return Response(body, status=500, mimetype="application/json", headers=_HEADERS)
         return Response(body, mimetype="application/json", headers=_HEADERS)
+
+    @blueprint.route("/reports/<run_id>/<name>")
+    @web_ui.auth_required_if_enabled
+    def finished_file(run_id: str, name: str) -> Response:
+        path = finished.file(run_id, name)  # only a listed test's own report files
+        if path is None:
+            abort(404)
+        response = send_file(path, max_age=0)
+        response.headers.update(_REPORT_HEADERS)
+        return response
 
     web_ui.app.register_blueprint(blueprint)
     _add_tabs(web_ui, figures)
@@ -205,7 +234,15 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     environment.events.test_start.add_listener(figures.on_test_start)
     environment.events.test_stop.add_listener(figures.on_test_stop)
     if getattr(environment, "web_ui", None) is not None:
-        install(environment.web_ui, figures)
+        install(environment.web_ui, figures, FinishedTests(_lab_dir()))
+
+
+def _lab_dir() -> Path | None:
+    """Where the lab's tests are written (``WIRELAB_REPORT_DIR``), if anywhere."""
+    try:
+        return PluginConfig.from_env().report_dir
+    except ValueError:  # the metrics plugin reports it, and the process exits
+        return None
 
 
 def register(events: Any = None) -> None:
