@@ -232,3 +232,16 @@ def test_the_printed_schema_accepts_the_built_ins_and_refuses_the_same_mistakes(
         assert list(validator.iter_errors(document)), mistake
         with pytest.raises(ScenarioError):
             parse_scenario(yaml.safe_dump(document))
+
+
+def test_narrowed_to_request_protocols_a_scenario_keeps_only_thresholds_it_can_judge() -> None:
+    # smoke: `*:error_rate<1%`, `sse:lost==0`, ..., `*:duplicates==0`, the generator gates.
+    rest_only = load_scenario("smoke")
+    rest_only.select_protocols(["rest"])
+    # No user left reads the feed: a `*` stream threshold would fail with "no data".
+    assert "*:duplicates==0" not in rest_only.thresholds
+    assert "sse:lost==0" not in rest_only.thresholds
+    assert {"*:error_rate<1%", "generator:cpu_max<85%"} <= set(rest_only.thresholds)
+    with_a_stream = load_scenario("smoke")
+    with_a_stream.select_protocols(["rest", "poll"])
+    assert "*:duplicates==0" in with_a_stream.thresholds

@@ -33,6 +33,7 @@ from pydantic import (
 from ..capacity import GRPC_STREAMS_PER_CHANNEL
 from ..exitcodes import UsageError
 from ..protocols import PROTOCOL_ORDER
+from ..thresholds import parse_threshold
 from .actions import PROCESS_LAB_ACTIONS, Action, LabShape, Replicas
 from .fields import (
     Duration,
@@ -80,6 +81,9 @@ USER_PROTOCOL: dict[str, str] = {
     "ws_feed": "ws",
     "grpc_feed": "grpc",
 }
+
+#: User kinds that read the feed (they record stream series); the others only make requests.
+STREAM_USERS = frozenset(key for key in USER_PROTOCOL if key not in ("rest", "rest_echo"))
 
 #: ``--protocols`` names and the user keys they select ("poll" is REST polling).
 PROTOCOL_USERS: dict[str, tuple[str, ...]] = {
@@ -341,12 +345,13 @@ class Scenario(Section):
         kept = {USER_PROTOCOL[key] for key, count in self.users.items() if count > 0}
         self.actions = [a for a in self.actions if a.service == "all" or a.service in kept]
         # The scenario's own thresholds about protocols left out would fail for lack of
-        # data; they go too (thresholds given on the command line stay).
+        # data; they go too, as do its ``*`` stream thresholds when no user kind left reads
+        # the feed (thresholds given on the command line stay).
+        streams = any(count > 0 and key in STREAM_USERS for key, count in self.users.items())
         self.thresholds = [
             expression
             for expression in self.thresholds
-            if expression.split(":", 1)[0].split(" ", 1)[0] in {*names, "*"}
-            or expression.split(":", 1)[0].split(" ", 1)[0] not in PROTOCOL_USERS
+            if _judgeable(expression, names, streams=streams)
         ]
         if self.total_users == 0:
             problem = f"scenario {self.name!r} has no users for {', '.join(names)}"
@@ -374,6 +379,15 @@ class Scenario(Section):
             scaled[key] -= 1
             leftover += 1
         self.users = scaled
+
+
+def _judgeable(expression: str, protocols: list[str], *, streams: bool) -> bool:
+    """Whether a scenario's threshold has data to judge once only ``protocols`` run."""
+    selector = expression.split(":", 1)[0].strip()
+    head = selector.split(" ", 1)[0]
+    if head in PROTOCOL_USERS and head not in protocols:
+        return False
+    return streams or selector != "*" or not parse_threshold(expression).is_stream_metric
 
 
 def builtin_names() -> list[str]:
