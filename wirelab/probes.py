@@ -160,17 +160,20 @@ def wait_for_targets(
     targets = {
         protocol: (*host_port(protocol, url), uses_tls(url)) for protocol, url in urls.items()
     }
-    answers: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
+    answers: queue.SimpleQueue[tuple[str, bool | Exception]] = queue.SimpleQueue()
     stop = threading.Event()
 
     def ask(protocol: str, host: str, port: int, tls: bool) -> None:
-        ca = _probe_ca(protocol, tls, ca_file)
-        while not stop.is_set():
-            ready = target_ready(host, protocol, port, tls=tls, ca_file=ca)
-            answers.put((protocol, ready))
-            if ready:
-                return
-            stop.wait(poll_s)
+        try:
+            ca = _probe_ca(protocol, tls, ca_file)
+            while not stop.is_set():
+                ready = target_ready(host, protocol, port, tls=tls, ca_file=ca)
+                answers.put((protocol, ready))
+                if ready:
+                    return
+                stop.wait(poll_s)
+        except Exception as exc:  # raised in the caller's thread, as a sequential probe would
+            answers.put((protocol, exc))
 
     for protocol, (host, port, tls) in targets.items():
         threading.Thread(
@@ -187,6 +190,8 @@ def wait_for_targets(
                 protocol, ready = answers.get(timeout=left if left > 0 else None)
             except queue.Empty:
                 continue
+            if isinstance(ready, Exception):
+                raise ready
             unasked.discard(protocol)
             if ready:
                 waiting.discard(protocol)
