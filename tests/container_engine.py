@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -473,14 +472,3 @@ def remove_cgroup(name: str) -> None:
 def image_size_mb(engine: Engine, name: str) -> float:
     """The image's size as the engine reports it, in MB (10^6 bytes, as docker prints)."""
     return int(engine.docker("image", "inspect", "--format", "{{.Size}}", name).stdout) / 1e6
-
-
-def wait_until(check, timeout: float, interval: float = 0.5) -> bool:
-    """Poll ``check()`` until it is true or ``timeout`` passes; return the last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)

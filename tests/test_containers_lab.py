@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.container_engine import Engine, wait_until
+from tests.container_engine import Engine
+from tests.fixtures import wait_until
 from tests.fixtures.containers import LIGHT, Images, start_targets
 from tests.k8s_tools import helm_template
 from tests.kubelet import Kubelet

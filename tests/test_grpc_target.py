@@ -303,7 +303,6 @@ def test_sigterm_finishes_unary_calls_and_sends_streams_away(targets) -> None:
         assert next(chat).id == "hello"
         time.sleep(0.3)  # the Echo is being served
 
-        signalled = time.monotonic()
         running.process.signal(signal.SIGTERM)
 
         kinds = []
@@ -323,8 +322,9 @@ def test_sigterm_finishes_unary_calls_and_sends_streams_away(targets) -> None:
         outbox.put(None)
 
         assert echo.result(timeout=5).id == "in-flight"
-    assert wait_exit(running, timeout=5) == 0
-    assert time.monotonic() - signalled < 5
+    assert wait_exit(running, timeout=10) == 0
+    # The streams were sent away and the Echo finished within grace, not cut off when it ran out.
+    assert running.stops_clean() == [True]
 
 
 def test_health_reports_not_serving_while_draining(targets) -> None:

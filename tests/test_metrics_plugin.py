@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.fixtures import wait_until
 from wirelab.metrics.results import load_results
 from wirelab.processes import ManagedProcess, free_port
 
@@ -255,10 +256,10 @@ def test_a_worker_killed_mid_run_is_recorded_lost_and_its_streams_stop_counting(
     run = start_locust(tmp_path, workers=2, users=4, run_time="9s")
     try:
         timeseries = run.report_dir / "timeseries.lp"
-        deadline = time.monotonic() + 30
-        while not (timeseries.is_file() and "users=4i" in timeseries.read_text()):
-            assert time.monotonic() < deadline, run.master.log_tail()
-            time.sleep(0.2)
+        all_users_up = wait_until(
+            lambda: timeseries.is_file() and "users=4i" in timeseries.read_text(), 30, 0.2
+        )
+        assert all_users_up, run.master.log_tail()
         run.workers[1].signal(signal.SIGKILL)
     except BaseException:
         run.stop()

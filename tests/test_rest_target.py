@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import threading
@@ -236,5 +235,4 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_within_grace(target
     assert response.headers["connection"] == "close"
     assert rest.wait_exit(10) == 0
     # Within grace: the drain ended with nothing in flight, not cut off when grace ran out.
-    logged = [json.loads(line) for line in rest.log_text().splitlines() if line.startswith("{")]
-    assert [entry["clean"] for entry in logged if entry.get("msg") == "stopped"] == [True]
+    assert rest.stops_clean() == [True]
