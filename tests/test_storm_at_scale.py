@@ -141,7 +141,11 @@ def test_storms_and_kills_run_on_the_processes_sharing_a_port_with_no_proxy(
         row = streams[protocol]
         assert row["connected_peak"] == PROCESS_LAB_USERS[key], row
         assert row["reconnects"] >= row["disconnects"] > 0, row
-        assert row["connect_failures"] == 0, row
+        # SIGKILL of a process sharing a port resets the handshakes still in its own accept
+        # queue (the kernel does not hand them to the other listeners): a killed protocol's
+        # clients may see a few failed connects, each retried. The storm alone costs none.
+        allowed = PROCESS_LAB_USERS[key] // 100 if protocol == "sse" else 0
+        assert row["connect_failures"] <= allowed, row
         for counter in ("gaps", "missing", "duplicates", "out_of_order", "resets"):
             assert row[counter] == 0, (counter, row)
     # The kill cut the killed process's SSE clients a second time; the WebSocket ones only
