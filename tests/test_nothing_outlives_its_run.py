@@ -251,13 +251,14 @@ def test_wirelab_up_killed_with_sigkill_stops_the_load_its_web_ui_started(
     )  # fmt: skip
     base = f"http://{web_host}:{port}"
 
-    def ui_answers() -> bool:
+    def worker_connected() -> bool:
+        # The UI answers before its worker has connected, and Locust refuses a swarm then.
         try:
-            return httpx.get(base + "/", timeout=1).status_code == 200
-        except httpx.HTTPError:
+            return bool(httpx.get(base + "/stats/requests", timeout=1).json()["workers"])
+        except (httpx.HTTPError, ValueError, KeyError):
             return False
 
-    wait_until(ui_answers, 60, "the web UI answered", run)
+    wait_until(worker_connected, 60, "the web UI answered with its worker connected", run)
     answer = httpx.post(base + "/swarm", data={"user_count": 4, "spawn_rate": 4}, timeout=10)
     assert answer.status_code == 200 and answer.json()["success"], answer.text
     assert_load_arriving(rest, run)
